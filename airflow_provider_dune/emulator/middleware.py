@@ -1,0 +1,123 @@
+"""Per-request plumbing in the order a real API applies it: auth, then faults, then the handler,
+with every ``/api/`` request recorded in the request log."""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import logging
+import time
+
+from aiohttp import web
+from aiohttp.typedefs import Handler
+
+from airflow_provider_dune.emulator import faults
+from airflow_provider_dune.emulator.faults import FaultDecision
+from airflow_provider_dune.emulator.http_support import ApiError, error_response, state_of
+from airflow_provider_dune.emulator.request_log import RequestLogEntry
+
+log = logging.getLogger(__name__)
+
+API_PREFIX = "/api/"
+ADMIN_PREFIX = "/_emulator/"
+HEALTH_PATH = "/_emulator/health"
+_GATEWAY_HTML = "<html><head><title>{0}</title></head><body><center><h1>{0}</h1></center></body></html>\n"
+_GATEWAY_REASONS = {502: "502 Bad Gateway", 504: "504 Gateway Time-out"}
+
+
+class _Dropped(Exception):
+    """The connection was closed on purpose; there is no response to send or log a status for."""
+
+
+@web.middleware
+async def emulator_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    path = request.path
+    if not path.startswith(API_PREFIX):
+        if path.startswith(ADMIN_PREFIX) and path != HEALTH_PATH and not _authorized(request):
+            return error_response(401, "invalid API Key")
+        return await _handle(request, handler)
+    state = state_of(request)
+    key_in_url = "api_key" in request.query
+    fault: FaultDecision | None = None
+    status: int | None = None
+    try:
+        if not _authorized(request):
+            # The api_key query parameter is deliberately not honoured: keys in URLs leak into logs.
+            response: web.StreamResponse = error_response(401, "invalid API Key")
+        else:
+            fault = state.faults.decide(request.method, path)
+            response = await _respond(request, handler, fault)
+        status = response.status
+        return response
+    except _Dropped:
+        raise asyncio.CancelledError from None
+    finally:
+        state.request_log.append(
+            RequestLogEntry(
+                time.time(), request.method, path, status, key_in_url, fault.name if fault else None
+            )
+        )
+
+
+def _authorized(request: web.Request) -> bool:
+    supplied = request.headers.get("X-Dune-Api-Key")
+    return supplied is not None and hmac.compare_digest(supplied.encode(), state_of(request).api_key.encode())
+
+
+async def _respond(request: web.Request, handler: Handler, fault: FaultDecision | None) -> web.StreamResponse:
+    if fault is None:
+        return await _handle(request, handler)
+    if fault.name == faults.SLOW:
+        await asyncio.sleep(fault.rule.slow_seconds)
+        return await _handle(request, handler)
+    if fault.before_work:
+        if fault.name == faults.DROP:
+            _drop(request)
+        return _fault_response(fault)
+    response = await _handle(request, handler)
+    if fault.name == faults.DROP:
+        _drop(request)
+    # Malformed: the work happened, but the client receives half a JSON document.
+    body = response.body if isinstance(response, web.Response) and isinstance(response.body, bytes) else b"{}"
+    return web.Response(
+        body=body[: max(1, len(body) // 2)], status=response.status, content_type="application/json"
+    )
+
+
+def _drop(request: web.Request) -> None:
+    transport = request.transport
+    if transport is not None:
+        transport.close()
+    raise _Dropped
+
+
+def _fault_response(fault: FaultDecision) -> web.Response:
+    status = fault.status or 500
+    if status == 429:
+        headers = (
+            {"Retry-After": str(fault.rule.retry_after_seconds)}
+            if fault.name == faults.RATE_LIMIT_RETRY_AFTER
+            else {}
+        )
+        response = error_response(429, "Too many requests, please slow down")
+        response.headers.update(headers)
+        return response
+    if status in _GATEWAY_REASONS:
+        return web.Response(
+            text=_GATEWAY_HTML.format(_GATEWAY_REASONS[status]), status=status, content_type="text/html"
+        )
+    return error_response(status, "Internal error" if status == 500 else "Service temporarily unavailable")
+
+
+async def _handle(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except ApiError as exc:
+        return error_response(exc.status, exc.message)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        return error_response(exc.status, exc.reason or "error")
+    except Exception:
+        log.exception("emulator handler crashed on %s %s", request.method, request.path)
+        return error_response(500, "Internal error")

@@ -10,7 +10,7 @@ VENV := $(if $(filter 2,$(AIRFLOW)),.venv-airflow2,.venv)
 LOCK := requirements/airflow$(AIRFLOW).lock
 BIN := $(VENV)/bin
 
-.PHONY: install demo test lint typecheck unit lock benchmarks clean
+.PHONY: install demo test lint typecheck lock clean
 
 $(VENV)/.installed: $(LOCK) pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -22,8 +22,8 @@ $(VENV)/.installed: $(LOCK) pyproject.toml
 install: $(VENV)/.installed
 
 lint: install
-	$(BIN)/ruff check airflow_provider_dune tests example_dags benchmarks
-	$(BIN)/ruff format --check airflow_provider_dune example_dags
+	$(BIN)/ruff check airflow_provider_dune tests example_dags scripts
+	$(BIN)/ruff format --check airflow_provider_dune example_dags scripts
 
 typecheck: install
 	$(BIN)/mypy
@@ -32,10 +32,8 @@ test: lint typecheck
 	$(BIN)/python -m pytest -q -p no:cacheprovider tests
 
 demo: install
-	$(BIN)/python -m airflow_provider_dune.demo
+	$(BIN)/python scripts/demo.py
 
-benchmarks: install
-	$(BIN)/python -m benchmarks
 
 # Re-resolve the pinned environments after changing dependencies in pyproject.toml.
 lock:

@@ -29,8 +29,10 @@ from airflow_provider_dune.hooks.retry import RetryPolicy, parse_retry_after
 from airflow_provider_dune.models.dune import (
     ExecutionStatus,
     PipelineStatus,
+    ResultPage,
     parse_execution_status,
     parse_pipeline_status,
+    parse_result_page,
 )
 from airflow_provider_dune.models.pipeline_spec import build_pipeline_request
 from airflow_provider_dune.models.run import RunOutcome
@@ -441,6 +443,15 @@ class DuneHook(BaseHook):
     async def acancel_execution(self, execution_id: str) -> bool:
         payload = await self._arequest("POST", f"/v1/execution/{_path_id(execution_id)}/cancel")
         return bool(isinstance(payload, Mapping) and payload.get("success"))
+
+    def get_result_page(self, execution_id: str, *, limit: int = 1000, offset: int = 0) -> ResultPage:
+        """One page of an execution's result rows (JSON), ``limit`` rows from ``offset``."""
+        payload = self._request(
+            "GET",
+            f"/v1/execution/{_path_id(execution_id)}/results",
+            params={"limit": limit, "offset": offset},
+        )
+        return parse_result_page(execution_id, payload)
 
     # ------------------------------------------------------------------ connection test
 

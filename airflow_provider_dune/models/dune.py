@@ -310,3 +310,35 @@ def parse_execution_status(execution_id: str, payload: Any) -> ExecutionStatus:
         error=error,
         result_metadata=metadata if isinstance(metadata, Mapping) else None,
     )
+
+
+@dataclass(frozen=True)
+class ResultPage:
+    """One page of ``GET /v1/execution/{id}/results``."""
+
+    execution_id: str
+    rows: list[dict[str, Any]]
+    column_names: list[str]
+    next_offset: int | None = None
+    total_row_count: int | None = None
+
+
+def parse_result_page(execution_id: str, payload: Any) -> ResultPage:
+    body = _require_mapping(payload, "results")
+    result = body.get("result")
+    if not isinstance(result, Mapping):
+        raise DuneResponseError(f"Dune's results of execution {execution_id} have no 'result' object.")
+    rows = result.get("rows") or []
+    if not isinstance(rows, list) or not all(isinstance(r, Mapping) for r in rows):
+        raise DuneResponseError(
+            f"Dune's results of execution {execution_id}: 'rows' is not a list of objects."
+        )
+    meta = result.get("metadata") if isinstance(result.get("metadata"), Mapping) else {}
+    columns = meta.get("column_names") if isinstance(meta, Mapping) else None
+    return ResultPage(
+        execution_id=execution_id,
+        rows=[dict(r) for r in rows],
+        column_names=[str(c) for c in columns] if isinstance(columns, list) else [],
+        next_offset=_opt_int(body.get("next_offset")),
+        total_row_count=_opt_int(meta.get("total_row_count")) if isinstance(meta, Mapping) else None,
+    )

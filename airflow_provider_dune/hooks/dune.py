@@ -35,7 +35,7 @@ from airflow_provider_dune.models.dune import (
     parse_result_page,
 )
 from airflow_provider_dune.models.pipeline_spec import build_pipeline_request
-from airflow_provider_dune.models.run import RunOutcome
+from airflow_provider_dune.runs.outcome import RunOutcome
 
 DEFAULT_BASE_URL = "https://api.dune.com/api"
 USER_AGENT = f"airflow-provider-dune/{__version__}"
@@ -162,6 +162,8 @@ class DuneHook(BaseHook):
         )
         self._creds: _Credentials | None = None
         self._session: requests.Session | None = None
+        # 429 answers seen by this hook; the polling loop stretches its interval when it grows.
+        self.rate_limited_count = 0
 
     # ------------------------------------------------------------------ connection form
 
@@ -194,10 +196,13 @@ class DuneHook(BaseHook):
         host = (conn.host or "").strip()
         if not host:
             base_url = DEFAULT_BASE_URL
+        elif "://" in host:
+            base_url = host
         else:
-            base_url = host if "://" in host else f"https://{host}"
-            if conn.port and "://" not in host:
-                base_url = f"{base_url}:{conn.port}"
+            # A bare host name, as the connection URI form gives it: Dune's API lives under /api.
+            base_url = f"https://{host}" + (f":{conn.port}" if conn.port else "")
+            if "/" not in host:
+                base_url += "/api"
         parts = urlsplit(base_url)
         if parts.scheme not in ("http", "https") or not parts.netloc:
             raise DuneConfigurationError(
@@ -295,6 +300,8 @@ class DuneHook(BaseHook):
         """The wait before the next attempt, or raise when the policy says stop."""
         policy = self.retry_policy
         reply = retry.reply
+        if reply.status == 429:
+            self.rate_limited_count += 1
         if not policy.should_retry(starts_work=starts_work, status=reply.status, request_sent=reply.sent):
             raise retry.error
         delay = policy.delay(attempt, reply.retry_after)
@@ -375,38 +382,6 @@ class DuneHook(BaseHook):
         )
         return parse_pipeline_status(pipeline_execution_id, payload)
 
-    def wait_for_pipeline(
-        self,
-        pipeline_execution_id: str,
-        *,
-        poll_interval: float = 10.0,
-        timeout: float | None = None,
-    ) -> PipelineStatus:
-        """Poll until the pipeline is terminal; return its last status.
-
-        Raises :class:`DunePipelineTimeout` when ``timeout`` seconds pass first. Logs a line
-        when the pipeline's progress changes, not on every poll.
-        """
-        started = time.monotonic()
-        last_progress = ""
-        while True:
-            status = self.get_pipeline_status(pipeline_execution_id)
-            progress = f"{status.status}, {status.progress()}"
-            if progress != last_progress:
-                self.log.info("Dune pipeline %s: %s.", pipeline_execution_id, progress)
-                last_progress = progress
-            if status.is_terminal:
-                return status
-            waited = time.monotonic() - started
-            if timeout is not None and waited + poll_interval > timeout:
-                if waited < timeout:
-                    time.sleep(max(0.0, timeout - waited))
-                    status = self.get_pipeline_status(pipeline_execution_id)
-                    if status.is_terminal:
-                        return status
-                raise DunePipelineTimeout(pipeline_execution_id, time.monotonic() - started, status)
-            time.sleep(poll_interval)
-
     def cancel_pipeline(self, status: PipelineStatus) -> list[str]:
         """Cancel every node execution of the pipeline that is still running.
 
@@ -471,22 +446,6 @@ class DuneHook(BaseHook):
         finally:
             self.retry_policy = policy
         return True, "Connected to Dune: the API key was accepted."
-
-
-class DunePipelineTimeout(DuneApiError):
-    """The wait for a pipeline ran out before the pipeline finished."""
-
-    def __init__(self, pipeline_execution_id: str, waited: float, last_status: PipelineStatus) -> None:
-        self.pipeline_execution_id = pipeline_execution_id
-        self.waited = waited
-        self.last_status = last_status
-        super().__init__(None, "timeout")
-
-    def __str__(self) -> str:
-        return (
-            f"Timed out after {self.waited:.0f}s waiting for Dune pipeline {self.pipeline_execution_id} "
-            f"(last status {self.last_status.status!r}, {self.last_status.progress()})."
-        )
 
 
 def _interpret(reply: _Reply, method: str, path: str, starts_work: bool) -> Any:

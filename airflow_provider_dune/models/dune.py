@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, TypedDict
 
 from airflow_provider_dune.exceptions import DuneResponseError
-from airflow_provider_dune.models.run import RunOutcome, unknown_states
+from airflow_provider_dune.runs.outcome import RunOutcome, unknown_states
 
 NodeType = Literal["query", "materialized_view"]
 
@@ -144,7 +144,8 @@ class PipelineStatus:
             detail = node.error or f"state {node.status}"
             exec_part = f", execution {node.execution_id}" if node.execution_id else ""
             lines.append(f"  {node.label}{exec_part} failed: {detail}")
-        if self.error and not any(self.error == n.error for n in self.failed_nodes):
+        # The pipeline-level error usually restates a node's; show it only when no node explains.
+        if self.error and not any(n.error for n in self.failed_nodes):
             lines.append(f"  Dune says: {self.error}")
         return "\n".join(lines)
 
@@ -165,6 +166,11 @@ class ExecutionError:
         where = f" (line {self.line}, column {self.column})" if self.line is not None else ""
         kind = f"{self.type}: " if self.type else ""
         return f"{kind}{self.message}{where}"
+
+    def position(self) -> str:
+        """``FAILED_TYPE_EXECUTION_FAILED at line 3, column 3``, or "" when Dune gave neither."""
+        where = f"at line {self.line}, column {self.column}" if self.line is not None else ""
+        return " ".join(p for p in (self.type or "", where) if p)
 
 
 @dataclass(frozen=True)

@@ -3,70 +3,23 @@
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Mapping, Sequence
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from airflow.providers.common.compat.sdk import BaseOperator, conf
 
-from airflow_provider_dune.exceptions import DuneApiError, DuneConfigurationError, DuneError
-from airflow_provider_dune.hooks.dune import DuneHook, DunePipelineTimeout
+from airflow_provider_dune.exceptions import DuneConfigurationError
+from airflow_provider_dune.hooks.dune import DuneHook
 from airflow_provider_dune.links.dune import DUNE_QUERY_URL, DuneQueryLink
-from airflow_provider_dune.models.events import PipelineEvent, event_from_status, timeout_event
 from airflow_provider_dune.models.pipeline_spec import build_pipeline_request
-from airflow_provider_dune.models.run import RunOutcome
+from airflow_provider_dune.operators.base import RemoteRunOperatorMixin
+from airflow_provider_dune.runs.base import RemoteRun
+from airflow_provider_dune.runs.dune import DunePipelineRun
 from airflow_provider_dune.triggers.dune import DunePipelineTrigger
 
 if TYPE_CHECKING:
     from airflow.providers.common.compat.sdk import Context
-
-
-class DunePipelineFailed(DuneError):
-    """A Dune pipeline ended in failure, or the wait for it ended before it did."""
-
-
-def complete_pipeline_wait(event: Mapping[str, Any], context: Context, hook: DuneHook, log: Any) -> str:
-    """Turn the end of a wait (trigger event or in-worker poll) into a result or one clear error.
-
-    Pushes ``node_executions`` to XCom either way, so downstream tasks (and a person
-    debugging) see every node's execution id and state. On failure the message gains the
-    SQL error's type, line and column, read from each failed node's execution.
-    """
-    pid = str(event.get("pipeline_execution_id", ""))
-    nodes = list(event.get("node_executions") or [])
-    if nodes:
-        context["ti"].xcom_push(key="node_executions", value=nodes)
-    status = event.get("status")
-    message = str(event.get("message") or f"Dune pipeline {pid} ended with status {status!r}.")
-    if status == "success":
-        log.info("%s", message)
-        return pid
-    if status == "error":
-        message += _sql_error_details(hook, nodes, log)
-    raise DunePipelineFailed(message)
-
-
-def _sql_error_details(hook: DuneHook, nodes: Sequence[Mapping[str, Any]], log: Any) -> str:
-    """Line/column and error type of each failed node, from its execution status (best effort)."""
-    details = []
-    for node in nodes:
-        if not node.get("error") and str(node.get("status", "")).lower() not in (
-            "failed",
-            "query_state_failed",
-        ):
-            continue
-        execution_id = node.get("execution_id")
-        if not execution_id:
-            continue
-        try:
-            error = hook.get_execution_status(execution_id).error
-        except DuneError as exc:
-            log.warning("Could not read the error of execution %s: %s", execution_id, exc)
-            continue
-        if error is not None:
-            details.append(f"  node {node.get('node_id')} SQL error: {error.describe()}")
-    return ("\n" + "\n".join(details)) if details else ""
 
 
 def _from_json(value: Any, name: str) -> Any:
@@ -82,7 +35,7 @@ def _from_json(value: Any, name: str) -> Any:
         ) from None
 
 
-class DuneRunPipelineOperator(BaseOperator):
+class DuneRunPipelineOperator(RemoteRunOperatorMixin, BaseOperator):
     """
     Runs a Dune query pipeline and (by default) waits until every node has finished.
 
@@ -113,7 +66,8 @@ class DuneRunPipelineOperator(BaseOperator):
         ``[operators] default_deferrable``.
     :param poll_interval: seconds between status reads.
     :param timeout: seconds to wait at most; ``None`` waits as long as the pipeline runs.
-    :param cancel_on_kill: cancel the running nodes when the task is killed.
+    :param cancel_on_kill: cancel the pipeline's running nodes when the task is killed or
+        ``timeout`` ends the wait.
     """
 
     template_fields: Sequence[str] = ("query_id", "nodes", "query_parameters", "performance")
@@ -163,6 +117,11 @@ class DuneRunPipelineOperator(BaseOperator):
         return DuneHook(self.dune_conn_id)
 
     def execute(self, context: Context) -> str:
+        run = self.run_and_wait(context)
+        self.pipeline_execution_id = run.ids["pipeline_execution_id"]
+        return self.pipeline_execution_id
+
+    def submit(self, context: Context) -> DunePipelineRun:
         # Rendered templates are validated here, before any request.
         request = build_pipeline_request(
             query_id=self.query_id,
@@ -181,47 +140,21 @@ class DuneRunPipelineOperator(BaseOperator):
             query_parameters=request.get("query_parameters"),
         )
         self.pipeline_execution_id = pid
-        context["ti"].xcom_push(key="pipeline_execution_id", value=pid)
-        self.log.info("Started Dune pipeline %s.", pid)
+        return DunePipelineRun(self.hook, pid)
 
-        if not self.wait_for_termination:
-            status = self.hook.get_pipeline_status(pid)
-            context["ti"].xcom_push(key="node_executions", value=status.node_dicts())
-            return pid
-        if self.deferrable:
-            end_time = time.time() + self.timeout if self.timeout is not None else None
-            self.defer(
-                trigger=DunePipelineTrigger(
-                    pipeline_execution_id=pid,
-                    dune_conn_id=self.dune_conn_id,
-                    poll_interval=self.poll_interval,
-                    end_time=end_time,
-                ),
-                method_name="execute_complete",
-            )
-        return complete_pipeline_wait(self._wait_in_worker(pid), context, self.hook, self.log)
+    def run_from_ids(self, ids: Mapping[str, Any]) -> DunePipelineRun:
+        return DunePipelineRun(self.hook, str(ids["pipeline_execution_id"]))
 
-    def _wait_in_worker(self, pid: str) -> PipelineEvent:
-        try:
-            status = self.hook.wait_for_pipeline(pid, poll_interval=self.poll_interval, timeout=self.timeout)
-        except DunePipelineTimeout as exc:
-            return timeout_event(pid, exc.waited, exc.last_status)
-        return event_from_status(status)
+    def make_trigger(self, run: RemoteRun, end_time: float | None) -> DunePipelineTrigger:
+        return DunePipelineTrigger(
+            pipeline_execution_id=run.ids["pipeline_execution_id"],
+            dune_conn_id=self.dune_conn_id,
+            poll_interval=self.poll_interval,
+            end_time=end_time,
+        )
 
     def execute_complete(self, context: Context, event: dict[str, Any]) -> str:
         """Called when the trigger fires: return the pipeline id or raise what went wrong."""
-        self.pipeline_execution_id = event.get("pipeline_execution_id")
-        return complete_pipeline_wait(event, context, self.hook, self.log)
-
-    def on_kill(self) -> None:
-        if not (self.cancel_on_kill and self.pipeline_execution_id):
-            return
-        try:
-            status = self.hook.get_pipeline_status(self.pipeline_execution_id)
-            if status.outcome is RunOutcome.RUNNING:
-                cancelled = self.hook.cancel_pipeline(status)
-                self.log.info(
-                    "Cancelled Dune pipeline %s: executions %s.", self.pipeline_execution_id, cancelled
-                )
-        except (DuneApiError, DuneError) as exc:
-            self.log.warning("Could not cancel Dune pipeline %s: %s", self.pipeline_execution_id, exc)
+        run = self.complete_from_event(context, event)
+        self.pipeline_execution_id = run.ids["pipeline_execution_id"]
+        return self.pipeline_execution_id

@@ -1,31 +1,26 @@
-"""Deferred waiting on a Dune pipeline, in the triggerer's event loop."""
+"""Deferred waiting on Dune work, in the triggerer's event loop."""
 
 from __future__ import annotations
 
-import asyncio
-import time
-from collections.abc import AsyncIterator
 from typing import Any
 
-from airflow.triggers.base import BaseTrigger, TriggerEvent
-
-from airflow_provider_dune.exceptions import DuneError
 from airflow_provider_dune.hooks.dune import DuneHook
-from airflow_provider_dune.models.dune import PipelineStatus
-from airflow_provider_dune.models.events import error_event, event_from_status, timeout_event
+from airflow_provider_dune.runs.dune import DunePipelineRun
+from airflow_provider_dune.triggers.base import RemoteRunTrigger
 
 
-class DunePipelineTrigger(BaseTrigger):
+class DunePipelineTrigger(RemoteRunTrigger):
     """
     Polls a Dune pipeline execution until it finishes, then fires one event.
 
-    It keeps no state beyond its arguments, so a trigger re-created after a triggerer
-    restart simply carries on polling the same pipeline. The API key is never among its
-    arguments: the hook looks it up (asynchronously) from the connection.
+    The event payload is ``{"status": "success" | "error" | "timeout",
+    "pipeline_execution_id", "node_executions", "message"}``. The trigger keeps no state
+    beyond its arguments, so after a triggerer restart it simply carries on. The API key is
+    never among its arguments: the hook looks it up from the connection, asynchronously.
 
     :param pipeline_execution_id: the pipeline to watch.
     :param dune_conn_id: the Airflow connection holding the API key.
-    :param poll_interval: seconds between status reads.
+    :param poll_interval: seconds between status reads (stretched while Dune answers 429).
     :param end_time: epoch seconds after which the wait ends with a ``timeout`` event.
     """
 
@@ -36,11 +31,9 @@ class DunePipelineTrigger(BaseTrigger):
         poll_interval: float = 10,
         end_time: float | None = None,
     ) -> None:
-        super().__init__()
+        super().__init__(poll_interval=poll_interval, end_time=end_time)
         self.pipeline_execution_id = pipeline_execution_id
         self.dune_conn_id = dune_conn_id
-        self.poll_interval = poll_interval
-        self.end_time = end_time
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         return (
@@ -53,30 +46,5 @@ class DunePipelineTrigger(BaseTrigger):
             },
         )
 
-    async def run(self) -> AsyncIterator[TriggerEvent]:
-        hook = DuneHook(self.dune_conn_id)
-        pid = self.pipeline_execution_id
-        started = time.time()
-        last: PipelineStatus | None = None
-        last_progress = ""
-        try:
-            while True:
-                last = await hook.aget_pipeline_status(pid)
-                progress = f"{last.status}, {last.progress()}"
-                if progress != last_progress:
-                    self.log.info("Dune pipeline %s: %s.", pid, progress)
-                    last_progress = progress
-                if last.is_terminal:
-                    yield TriggerEvent(dict(event_from_status(last)))
-                    return
-                now = time.time()
-                if self.end_time is not None and now >= self.end_time:
-                    yield TriggerEvent(dict(timeout_event(pid, now - started, last)))
-                    return
-                sleep = self.poll_interval
-                if self.end_time is not None:
-                    sleep = min(sleep, max(0.0, self.end_time - now))
-                await asyncio.sleep(sleep)
-        except DuneError as exc:
-            # Retries already happened in the hook; what reaches here will not heal by waiting.
-            yield TriggerEvent(dict(error_event(pid, str(exc))))
+    def remote_run(self) -> DunePipelineRun:
+        return DunePipelineRun(DuneHook(self.dune_conn_id), self.pipeline_execution_id)

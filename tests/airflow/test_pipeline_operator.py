@@ -5,7 +5,9 @@ from __future__ import annotations
 import pytest
 
 from airflow_provider_dune.exceptions import DuneConfigurationError
-from airflow_provider_dune.operators.dune import DunePipelineFailed, DuneRunPipelineOperator
+from airflow_provider_dune.operators.base import RemoteRunFailed
+from airflow_provider_dune.operators.dune import DuneRunPipelineOperator
+from airflow_provider_dune.runs.dune import DunePipelineRun
 from tests.airflow_runs import run_dag_source
 from tests.conftest import TEST_API_KEY
 from tests.scripted_server import Answer
@@ -140,7 +142,9 @@ except ImportError:
     from airflow import DAG
 
 with DAG("{dag_id}", schedule=None, start_date=datetime.datetime(2024, 1, 1)) as dag:
-    DunePipelineSensor(task_id="wait", pipeline_execution_id="P1", poke_interval=0.05, deferrable={deferrable})
+    DunePipelineSensor(
+        task_id="wait", pipeline_execution_id="P1", poke_interval=0.05, deferrable={deferrable}
+    )
 """
 
 
@@ -210,12 +214,13 @@ def test_failure_message_names_node_query_error_and_line_column(threaded_dune):
         ),
     )
     op = DuneRunPipelineOperator(task_id="t", query_id=1002, poll_interval=0.01)
-    with pytest.raises(DunePipelineFailed) as err:
+    with pytest.raises(RemoteRunFailed) as err:
         op.execute({"ti": FakeTI()})
     text = str(err.value)
     assert "Dune pipeline P1 failed" in text
     assert "node 2 (query 1002), execution E2 failed: line 1:8: Column 'x'" in text
-    assert "(line 1, column 8)" in text
+    assert "node 2: FAILED_TYPE_EXECUTION_FAILED at line 1, column 8" in text
+    assert text.count("Column 'x'") == 1  # Dune's message once, not restated
 
 
 def test_failure_message_for_a_view_node(threaded_dune):
@@ -225,7 +230,7 @@ def test_failure_message_for_a_view_node(threaded_dune):
     )
     threaded_dune.script("GET", "/api/v1/execution/M1/status", Answer(body={"state": "QUERY_STATE_FAILED"}))
     with pytest.raises(
-        DunePipelineFailed, match=r"node 1 \(materialized view dune.t.result_x\), execution M1 failed: boom"
+        RemoteRunFailed, match=r"node 1 \(materialized view dune.t.result_x\), execution M1 failed: boom"
     ):
         DuneRunPipelineOperator(task_id="t", query_id=1, poll_interval=0.01).execute({"ti": FakeTI()})
 
@@ -233,14 +238,27 @@ def test_failure_message_for_a_view_node(threaded_dune):
 def test_timeout_message_names_pipeline_and_wait(threaded_dune):
     threaded_dune.script("POST", EXECUTE, Answer(body={"pipeline_execution_id": "P1"}))
     threaded_dune.script("GET", STATUS, status("executing", node(1, "executing")))
+    threaded_dune.script("POST", "/api/v1/execution/E1/cancel", Answer(body={"success": True}))
     op = DuneRunPipelineOperator(task_id="t", query_id=1, poll_interval=0.05, timeout=0.2)
     ti = FakeTI()
     with pytest.raises(
-        DunePipelineFailed,
-        match=r"Timed out after 0s waiting for Dune pipeline P1 \(last status 'executing', 0/1 nodes done\)",
+        RemoteRunFailed,
+        match=r"Timed out after 0s waiting for Dune pipeline P1 \(last status: executing, 0/1 nodes done\)",
     ):
         op.execute({"ti": ti})
     assert ti.pushed["pipeline_execution_id"] == "P1"
+    assert threaded_dune.calls("POST", "/api/v1/execution/E1/cancel") == 1  # the timeout cancels the work
+
+
+def test_timeout_leaves_the_work_running_when_told_to(threaded_dune):
+    threaded_dune.script("POST", EXECUTE, Answer(body={"pipeline_execution_id": "P1"}))
+    threaded_dune.script("GET", STATUS, status("executing", node(1, "executing")))
+    op = DuneRunPipelineOperator(
+        task_id="t", query_id=1, poll_interval=0.05, timeout=0.2, cancel_on_kill=False
+    )
+    with pytest.raises(RemoteRunFailed, match="Timed out"):
+        op.execute({"ti": FakeTI()})
+    assert threaded_dune.calls("POST", "/api/v1/execution/E1/cancel") == 0
 
 
 def test_unknown_states_do_not_crash_the_operator(threaded_dune):
@@ -296,7 +314,7 @@ def test_deferral_carries_only_ids_and_intervals(threaded_dune):
     ],
 )
 def test_execute_complete_raises_the_event_message(dune_conn, event, expected):
-    with pytest.raises(DunePipelineFailed, match=expected):
+    with pytest.raises(RemoteRunFailed, match=expected):
         DuneRunPipelineOperator(task_id="t", query_id=1).execute_complete({"ti": FakeTI()}, event)
 
 
@@ -343,7 +361,8 @@ def test_operator_arguments_checked_when_the_dag_is_parsed(kwargs, expected):
         ),
         (
             {
-                "nodes": '[{"id": 1, "query_execution": {"query_id": 1}}, {"id": 1, "query_execution": {"query_id": 2}}]'
+                "nodes": '[{"id": 1, "query_execution": {"query_id": 1}}, '
+                '{"id": 1, "query_execution": {"query_id": 2}}]'
             },
             "used more than once",
         ),
@@ -367,7 +386,7 @@ def test_on_kill_cancels_running_nodes(threaded_dune):
     threaded_dune.script("POST", "/api/v1/execution/E2/cancel", Answer(body={"success": True}))
     threaded_dune.script("POST", "/api/v1/execution/E3/cancel", Answer(body={"success": True}))
     op = DuneRunPipelineOperator(task_id="t", query_id=1)
-    op.pipeline_execution_id = "P1"
+    op._remote_run = DunePipelineRun(op.hook, "P1")
     op.on_kill()
     assert threaded_dune.calls("POST", "/api/v1/execution/E1/cancel") == 0
     assert threaded_dune.calls("POST", "/api/v1/execution/E2/cancel") == 1
@@ -376,6 +395,6 @@ def test_on_kill_cancels_running_nodes(threaded_dune):
 
 def test_on_kill_can_be_switched_off(threaded_dune):
     op = DuneRunPipelineOperator(task_id="t", query_id=1, cancel_on_kill=False)
-    op.pipeline_execution_id = "P1"
+    op._remote_run = DunePipelineRun(op.hook, "P1")
     op.on_kill()
     assert threaded_dune.requests == []

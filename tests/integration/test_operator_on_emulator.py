@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from airflow_provider_dune.hooks.dune import DuneHook
-from airflow_provider_dune.operators.dune import DunePipelineFailed, DuneRunPipelineOperator
+from airflow_provider_dune.operators.base import RemoteRunFailed
+from airflow_provider_dune.operators.dune import DuneRunPipelineOperator
 from tests.airflow_runs import run_dag_source
 
 
@@ -19,13 +20,13 @@ class FakeTI:
 
 def test_failing_query_reports_node_query_message_and_sql_position(dune_emulator):
     ti = FakeTI()
-    with pytest.raises(DunePipelineFailed) as err:
+    with pytest.raises(RemoteRunFailed) as err:
         DuneRunPipelineOperator(task_id="t", query_id=1002, poll_interval=0.05).execute({"ti": ti})
     text = str(err.value)
     assert f"Dune pipeline {ti.pushed['pipeline_execution_id']} failed" in text
     assert "node 1 (query 1002)" in text
     assert "amount_usd_typo" in text
-    assert "(line 3, column 3)" in text
+    assert "FAILED_TYPE_EXECUTION_FAILED at line 3, column 3" in text
     assert ti.pushed["node_executions"][0]["status"] == "failed"
 
 
@@ -35,7 +36,7 @@ def test_view_failure_skips_the_query_that_reads_it(dune_emulator):
         {"id": 1, "query_execution": {"query_id": 1002}},
         {"id": 2, "dependencies": [1], "query_execution": {"query_id": 1003}},
     ]
-    with pytest.raises(DunePipelineFailed, match=r"node 1 \(query 1002\)"):
+    with pytest.raises(RemoteRunFailed, match=r"node 1 \(query 1002\)"):
         DuneRunPipelineOperator(task_id="t", nodes=nodes, poll_interval=0.05).execute({"ti": ti})
     assert [n["status"] for n in ti.pushed["node_executions"]] == ["failed", "skipped"]
 

@@ -9,7 +9,7 @@ from urllib3.exceptions import NewConnectionError
 from airflow_provider_dune import __version__
 from airflow_provider_dune.exceptions import DuneApiError, DuneConfigurationError, DuneResponseError
 from airflow_provider_dune.hooks import dune as hook_module
-from airflow_provider_dune.hooks.dune import DuneHook, DunePipelineTimeout
+from airflow_provider_dune.hooks.dune import DuneHook
 from tests.conftest import TEST_API_KEY, TEST_BASE_URL
 
 EXECUTE = f"{TEST_BASE_URL}/v1/pipelines/execute"
@@ -253,6 +253,25 @@ def test_host_without_scheme_defaults_to_https_and_default_base_url(monkeypatch,
     assert DuneHook().get_pipeline_status("P1").status == "pending"
 
 
+def test_bare_host_gets_https_and_the_api_path(monkeypatch, requests_mock):
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_DUNE_DEFAULT",
+        json.dumps({"conn_type": "dune", "password": "k", "host": "api.dune.com"}),
+    )
+    requests_mock.get(
+        "https://api.dune.com/api/v1/pipelines/executions/P1/status", json={"status": "pending"}
+    )
+    assert DuneHook().get_pipeline_status("P1").status == "pending"
+
+
+def test_429s_are_counted_for_the_poll_pacer(hook, requests_mock, sleeps):
+    requests_mock.get(
+        STATUS, [{"status_code": 429, "json": {"error": "slow"}}, {"json": {"status": "pending"}}]
+    )
+    hook.get_pipeline_status("P1")
+    assert hook.rate_limited_count == 1
+
+
 def test_ids_cannot_rewrite_the_path(hook, requests_mock):
     with pytest.raises(DuneConfigurationError, match="not a valid Dune id"):
         hook.get_pipeline_status("../../v1/query/1")
@@ -277,31 +296,6 @@ def test_key_is_registered_with_the_secret_masker(hook, monkeypatch, requests_mo
     requests_mock.get(STATUS, json={"status": "pending"})
     hook.get_pipeline_status("P1")
     assert masked == [TEST_API_KEY]
-
-
-def test_wait_for_pipeline_polls_until_terminal(hook, requests_mock, sleeps):
-    requests_mock.get(
-        STATUS,
-        [
-            {"json": {"status": "pending"}},
-            {"json": {"status": "executing"}},
-            {"json": {"status": "completed", "node_executions": []}},
-        ],
-    )
-    status = hook.wait_for_pipeline("P1", poll_interval=3)
-    assert status.status == "completed"
-    assert sleeps == [3, 3]
-    assert requests_mock.call_count == 3
-
-
-def test_wait_for_pipeline_times_out_with_pipeline_id(hook, requests_mock, monkeypatch):
-    clock = [0.0]
-    monkeypatch.setattr(hook_module.time, "monotonic", lambda: clock[0])
-    monkeypatch.setattr(hook_module.time, "sleep", lambda s: clock.__setitem__(0, clock[0] + s))
-    requests_mock.get(STATUS, json={"status": "executing", "node_executions": []})
-    with pytest.raises(DunePipelineTimeout) as err:
-        hook.wait_for_pipeline("P1", poll_interval=10, timeout=25)
-    assert "Timed out after 25s waiting for Dune pipeline P1" in str(err.value)
 
 
 def test_connection_form():

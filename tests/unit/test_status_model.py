@@ -6,7 +6,7 @@ import pytest
 
 from airflow_provider_dune.exceptions import DuneResponseError
 from airflow_provider_dune.models.dune import parse_execution_status, parse_pipeline_status
-from airflow_provider_dune.models.run import RunOutcome, unknown_states
+from airflow_provider_dune.runs.outcome import RunOutcome, unknown_states
 
 
 @pytest.fixture(autouse=True)

@@ -1,4 +1,4 @@
-"""Service-neutral vocabulary for a remote run: is it still going, did it succeed, did it fail.
+"""Service-neutral vocabulary: is a remote run still going, did it succeed, did it fail.
 
 Every status model (Dune pipelines, Dune executions) reduces its payload to a
 :class:`RunOutcome`; the operators, sensors and triggers only ever branch on that.

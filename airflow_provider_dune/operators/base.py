@@ -1,0 +1,120 @@
+"""What every operator that starts a remote run and waits for it shares.
+
+A concrete operator says how to submit (:meth:`RemoteRunOperatorMixin.submit`), which
+:class:`RemoteRun` the ids describe, and which trigger waits for it; this mixin does the
+rest the same way for every service: push the ids to XCom at once, wait in the worker or
+defer, turn the end event into a return value or one clear exception, cancel on kill and on
+timeout.
+"""
+
+from __future__ import annotations
+
+import time
+from abc import abstractmethod
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from airflow_provider_dune.exceptions import DuneError
+from airflow_provider_dune.runs.base import RemoteRun, RunTimedOut, final_event, timeout_event, wait_for_run
+
+if TYPE_CHECKING:
+    from airflow.providers.common.compat.sdk import Context
+    from airflow.triggers.base import BaseTrigger
+
+
+class RemoteRunFailed(DuneError):
+    """A remote run ended in failure, or the wait for it ended before it did."""
+
+
+def finish_wait(run: RemoteRun, event: Mapping[str, Any], context: Context, log: Any) -> None:
+    """Push the event's payload to XCom, then return on success or raise what went wrong."""
+    for key in run.xcom_keys:
+        if event.get(key):
+            context["ti"].xcom_push(key=key, value=event[key])
+    status = event.get("status")
+    message = str(event.get("message") or f"{run.label} ended with status {status!r}.")
+    if status == "success":
+        log.info("%s", message)
+        return
+    if status == "error":
+        details = run.failure_details(event)
+        if details:
+            message = f"{message}\n{details}"
+    raise RemoteRunFailed(message)
+
+
+class RemoteRunOperatorMixin:
+    """Submit, record the ids, then wait (worker or triggerer) through the shared loop.
+
+    Expects the operator to set ``wait_for_termination``, ``deferrable``, ``poll_interval``,
+    ``timeout`` and ``cancel_on_kill``.
+    """
+
+    wait_for_termination: bool
+    deferrable: bool
+    poll_interval: float
+    timeout: float | None
+    cancel_on_kill: bool
+    log: Any
+    _remote_run: RemoteRun | None = None
+
+    @abstractmethod
+    def submit(self, context: Context) -> RemoteRun:
+        """Start the remote work (after validating every argument) and return its adapter."""
+
+    @abstractmethod
+    def run_from_ids(self, ids: Mapping[str, Any]) -> RemoteRun:
+        """The adapter for a run the ids (from an event) describe."""
+
+    @abstractmethod
+    def make_trigger(self, run: RemoteRun, end_time: float | None) -> BaseTrigger: ...
+
+    def run_and_wait(self, context: Context) -> RemoteRun:
+        run = self.submit(context)
+        self._remote_run = run
+        for key, value in run.ids.items():
+            context["ti"].xcom_push(key=key, value=value)
+        self.log.info("Started %s.", run.label)
+        if not self.wait_for_termination:
+            state = run.get_state()
+            for key in run.xcom_keys:
+                context["ti"].xcom_push(key=key, value=state.payload.get(key))
+            return run
+        if self.deferrable:
+            end_time = time.time() + self.timeout if self.timeout is not None else None
+            self.defer(  # type: ignore[attr-defined]  # BaseOperator's
+                trigger=self.make_trigger(run, end_time), method_name="execute_complete"
+            )
+        try:
+            state = wait_for_run(run, poll_interval=self.poll_interval, timeout=self.timeout, log=self.log)
+            event = final_event(run, state)
+        except RunTimedOut as exc:
+            event = timeout_event(run, exc.waited, exc.last)
+        self.end_wait(run, event, context)
+        return run
+
+    def end_wait(self, run: RemoteRun, event: Mapping[str, Any], context: Context) -> None:
+        self._remote_run = run
+        if event.get("status") == "timeout":
+            self._cancel(run, "its timeout ended the wait")
+        finish_wait(run, event, context, self.log)
+
+    def complete_from_event(self, context: Context, event: Mapping[str, Any]) -> RemoteRun:
+        run = self.run_from_ids(event)
+        self.end_wait(run, event, context)
+        return run
+
+    def on_kill(self) -> None:
+        if self._remote_run is not None:
+            self._cancel(self._remote_run, "the task was killed")
+
+    def _cancel(self, run: RemoteRun, why: str) -> None:
+        if not self.cancel_on_kill:
+            return
+        try:
+            cancelled = run.cancel()
+        except DuneError as exc:
+            self.log.warning("Could not cancel %s (%s): %s", run.label, why, exc)
+            return
+        if cancelled:
+            self.log.info("Cancelled %s because %s: %s.", run.label, why, ", ".join(cancelled))

@@ -1,0 +1,203 @@
+"""The one poll/decide loop, for every service and every way of waiting.
+
+An adapter (:class:`RemoteRun`) knows how to read one run's status and cancel it; this
+module knows how to wait: poll at ``poll_interval`` (stretched while the API rate-limits
+us), log progress when it changes, stop at the terminal state or the deadline, and describe
+the end as one small event dict. The worker wait (:func:`wait_for_run`) and the triggerer
+wait (:func:`poll_run`) are the same loop, one blocking and one async.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Literal
+
+from airflow_provider_dune.exceptions import DuneError
+from airflow_provider_dune.runs.outcome import RunOutcome
+
+EventStatus = Literal["success", "error", "timeout"]
+
+
+@dataclass(frozen=True)
+class RunState:
+    """One reading of a remote run's status, reduced to what the waiting loop needs.
+
+    :param outcome: running, succeeded or failed.
+    :param summary: one short line for the task log (``executing, 1/2 nodes done``).
+    :param message: the text that ends the task: a success note or the failure explanation.
+    :param payload: service data the end event carries and the operator pushes to XCom.
+    """
+
+    outcome: RunOutcome
+    summary: str
+    message: str
+    payload: Mapping[str, Any] = field(default_factory=dict)
+
+
+class RemoteRun(ABC):
+    """Adapter for one run on a remote service: read its state, cancel it.
+
+    Subclasses set :attr:`kind` (``"Dune pipeline"``), :attr:`xcom_keys` (payload entries
+    pushed to XCom when a wait ends) and :attr:`empty_payload` (the payload when no status
+    could be read), and implement the reads and the cancel.
+    """
+
+    kind: ClassVar[str] = "remote run"
+    xcom_keys: ClassVar[tuple[str, ...]] = ()
+    empty_payload: ClassVar[Mapping[str, Any]] = {}
+
+    @property
+    @abstractmethod
+    def ids(self) -> dict[str, Any]:
+        """What identifies the run in events and XCom, e.g. ``{"pipeline_execution_id": ...}``."""
+
+    @property
+    def label(self) -> str:
+        return f"{self.kind} {next(iter(self.ids.values()), '')}"
+
+    @abstractmethod
+    def get_state(self) -> RunState: ...
+
+    @abstractmethod
+    async def aget_state(self) -> RunState: ...
+
+    @abstractmethod
+    def cancel(self) -> list[str]:
+        """Stop whatever of the run is still going; return what was cancelled (ids)."""
+
+    def failure_details(self, payload: Mapping[str, Any]) -> str:
+        """Extra lines for a failure message, read in the worker (e.g. SQL line and column)."""
+        return ""
+
+    def throttle_count(self) -> int:
+        """How many rate-limit answers (429) the run's reads have met so far."""
+        return 0
+
+
+class PollPacer:
+    """The wait before the next status read: ``poll_interval``, stretched while rate-limited.
+
+    A read that met a 429 doubles the wait (up to ``max_factor`` times the interval); each
+    clean read halves it back. It never drops below ``poll_interval``.
+    """
+
+    def __init__(self, poll_interval: float, max_factor: float = 8.0) -> None:
+        self.poll_interval = poll_interval
+        self.max_factor = max_factor
+        self.factor = 1.0
+
+    def next_wait(self, throttled: bool) -> float:
+        self.factor = min(self.factor * 2, self.max_factor) if throttled else max(1.0, self.factor / 2)
+        return self.poll_interval * self.factor
+
+
+class RunTimedOut(DuneError):
+    def __init__(self, run: RemoteRun, waited: float, last: RunState | None) -> None:
+        self.run = run
+        self.waited = waited
+        self.last = last
+        where = f" (last status: {last.summary})" if last else ""
+        super().__init__(f"Timed out after {waited:.0f}s waiting for {run.label}{where}.")
+
+
+class _ProgressLog:
+    """Logs the run's summary when it changes, not on every poll."""
+
+    def __init__(self, run: RemoteRun, log: logging.Logger | Any) -> None:
+        self.run = run
+        self.log = log
+        self.last = ""
+
+    def note(self, state: RunState) -> None:
+        if state.summary != self.last:
+            self.log.info("%s: %s.", self.run.label, state.summary)
+            self.last = state.summary
+
+
+def wait_for_run(
+    run: RemoteRun,
+    *,
+    poll_interval: float,
+    timeout: float | None,
+    log: logging.Logger | Any,
+    sleep: Callable[[float], None] = time.sleep,
+    clock: Callable[[], float] = time.monotonic,
+) -> RunState:
+    """Block until the run is terminal and return its last state; :class:`RunTimedOut` past ``timeout``."""
+    started = clock()
+    pacer = PollPacer(poll_interval)
+    progress = _ProgressLog(run, log)
+    throttles = run.throttle_count()
+    while True:
+        state = run.get_state()
+        progress.note(state)
+        if state.outcome.is_terminal:
+            return state
+        wait = pacer.next_wait(run.throttle_count() > throttles)
+        throttles = run.throttle_count()
+        waited = clock() - started
+        if timeout is not None and waited + wait > timeout:
+            # One last read at the deadline, so a run that just finished is not called a timeout.
+            sleep(max(0.0, timeout - waited))
+            state = run.get_state()
+            if state.outcome.is_terminal:
+                return state
+            raise RunTimedOut(run, clock() - started, state)
+        sleep(wait)
+
+
+async def poll_run(
+    run: RemoteRun,
+    *,
+    poll_interval: float,
+    end_time: float | None,
+    log: logging.Logger | Any,
+) -> dict[str, Any]:
+    """The async twin of :func:`wait_for_run`, for triggers: returns the end event instead of raising.
+
+    ``end_time`` is wall-clock (epoch seconds) because it must survive a triggerer restart.
+    """
+    started = time.time()
+    pacer = PollPacer(poll_interval)
+    progress = _ProgressLog(run, log)
+    throttles = run.throttle_count()
+    state: RunState | None = None
+    try:
+        while True:
+            state = await run.aget_state()
+            progress.note(state)
+            if state.outcome.is_terminal:
+                return final_event(run, state)
+            now = time.time()
+            if end_time is not None and now >= end_time:
+                return timeout_event(run, now - started, state)
+            wait = pacer.next_wait(run.throttle_count() > throttles)
+            throttles = run.throttle_count()
+            if end_time is not None:
+                wait = min(wait, max(0.0, end_time - now))
+            await asyncio.sleep(wait)
+    except DuneError as exc:
+        # The hook has already retried what can be retried; this will not heal by waiting.
+        return error_event(run, str(exc))
+
+
+# ------------------------------------------------------------------ the end-of-wait event
+
+
+def final_event(run: RemoteRun, state: RunState) -> dict[str, Any]:
+    status: EventStatus = "success" if state.outcome is RunOutcome.SUCCEEDED else "error"
+    return {"status": status, **run.ids, **state.payload, "message": state.message}
+
+
+def timeout_event(run: RemoteRun, waited: float, last: RunState | None) -> dict[str, Any]:
+    payload = last.payload if last else run.empty_payload
+    return {"status": "timeout", **run.ids, **payload, "message": str(RunTimedOut(run, waited, last))}
+
+
+def error_event(run: RemoteRun, message: str) -> dict[str, Any]:
+    return {"status": "error", **run.ids, **run.empty_payload, "message": message}

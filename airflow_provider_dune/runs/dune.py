@@ -1,0 +1,79 @@
+"""Dune runs as :class:`RemoteRun` adapters: a pipeline execution and a single query execution."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, ClassVar
+
+from airflow_provider_dune.exceptions import DuneError
+from airflow_provider_dune.hooks.dune import DuneHook
+from airflow_provider_dune.models.dune import PipelineStatus
+from airflow_provider_dune.runs.base import RemoteRun, RunState
+from airflow_provider_dune.runs.outcome import RunOutcome
+
+_FAILED_NODE_STATES = ("failed", "query_state_failed")
+
+
+class DunePipelineRun(RemoteRun):
+    """A pipeline execution; its payload is the ``node_executions`` list."""
+
+    kind = "Dune pipeline"
+    xcom_keys = ("node_executions",)
+    empty_payload: ClassVar[Mapping[str, Any]] = {"node_executions": []}
+
+    def __init__(self, hook: DuneHook, pipeline_execution_id: str) -> None:
+        self.hook = hook
+        self.pipeline_execution_id = pipeline_execution_id
+
+    @property
+    def ids(self) -> dict[str, Any]:
+        return {"pipeline_execution_id": self.pipeline_execution_id}
+
+    @staticmethod
+    def state_of(status: PipelineStatus) -> RunState:
+        succeeded = status.outcome is RunOutcome.SUCCEEDED
+        return RunState(
+            outcome=status.outcome,
+            summary=f"{status.status}, {status.progress()}",
+            message=(
+                f"Dune pipeline {status.pipeline_execution_id} completed: {status.progress()}."
+                if succeeded
+                else status.failure_message()
+            ),
+            payload={"node_executions": status.node_dicts()},
+        )
+
+    def get_state(self) -> RunState:
+        return self.state_of(self.hook.get_pipeline_status(self.pipeline_execution_id))
+
+    async def aget_state(self) -> RunState:
+        return self.state_of(await self.hook.aget_pipeline_status(self.pipeline_execution_id))
+
+    def cancel(self) -> list[str]:
+        # Dune has no pipeline cancel endpoint: a pipeline stops when its running nodes do.
+        status = self.hook.get_pipeline_status(self.pipeline_execution_id)
+        if status.outcome is not RunOutcome.RUNNING:
+            return []
+        return self.hook.cancel_pipeline(status)
+
+    def failure_details(self, payload: Mapping[str, Any]) -> str:
+        """The error type, line and column of each failed node, read from its execution."""
+        details = []
+        for node in payload.get("node_executions") or []:
+            failed = node.get("error") or str(node.get("status", "")).lower() in _FAILED_NODE_STATES
+            if not failed or not node.get("execution_id"):
+                continue
+            try:
+                error = self.hook.get_execution_status(node["execution_id"]).error
+            except DuneError as exc:
+                self.hook.log.warning(
+                    "Could not read the error of execution %s: %s", node["execution_id"], exc
+                )
+                continue
+            # The node line already carries Dune's message; add what it lacks: type and position.
+            if error is not None and error.position():
+                details.append(f"  node {node.get('node_id')}: {error.position()}")
+        return "\n".join(details)
+
+    def throttle_count(self) -> int:
+        return self.hook.rate_limited_count

@@ -1,0 +1,34 @@
+"""One deferrable wait for every kind of remote run."""
+
+from __future__ import annotations
+
+from abc import abstractmethod
+from collections.abc import AsyncIterator
+
+from airflow.triggers.base import BaseTrigger, TriggerEvent
+
+from airflow_provider_dune.runs.base import RemoteRun, poll_run
+
+
+class RemoteRunTrigger(BaseTrigger):
+    """Polls one remote run until it ends, then fires exactly one event.
+
+    Subclasses only say which run they watch (:meth:`remote_run`) and serialize the ids
+    that re-create them. Nothing else is kept, so a trigger re-created after a triggerer
+    restart carries on where the old one stopped. Credentials are never among the
+    kwargs: the hook reads them from the connection, asynchronously.
+    """
+
+    def __init__(self, *, poll_interval: float, end_time: float | None) -> None:
+        super().__init__()
+        self.poll_interval = poll_interval
+        self.end_time = end_time
+
+    @abstractmethod
+    def remote_run(self) -> RemoteRun: ...
+
+    async def run(self) -> AsyncIterator[TriggerEvent]:
+        event = await poll_run(
+            self.remote_run(), poll_interval=self.poll_interval, end_time=self.end_time, log=self.log
+        )
+        yield TriggerEvent(event)

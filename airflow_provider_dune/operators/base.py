@@ -15,7 +15,16 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from airflow_provider_dune.exceptions import DuneError
-from airflow_provider_dune.runs.base import RemoteRun, RunTimedOut, final_event, timeout_event, wait_for_run
+from airflow_provider_dune.operators.resume import ResumeStore, resume_store_for
+from airflow_provider_dune.runs.base import (
+    RemoteRun,
+    RunState,
+    RunTimedOut,
+    final_event,
+    timeout_event,
+    wait_for_run,
+)
+from airflow_provider_dune.runs.outcome import RunOutcome
 
 if TYPE_CHECKING:
     from airflow.providers.common.compat.sdk import Context
@@ -70,15 +79,24 @@ class RemoteRunOperatorMixin:
     def make_trigger(self, run: RemoteRun, end_time: float | None) -> BaseTrigger: ...
 
     def run_and_wait(self, context: Context) -> RemoteRun:
-        run = self.submit(context)
+        store = resume_store_for(context)
+        run, state = self._resume(store)
+        if run is None:
+            run = self.submit(context)
+            # Recorded before anything else can fail, so a retry finds it.
+            store.put(run.ids)
+            self.log.info("Started %s.", run.label)
         self._remote_run = run
         for key, value in run.ids.items():
             context["ti"].xcom_push(key=key, value=value)
-        self.log.info("Started %s.", run.label)
+        if state is not None and state.outcome is RunOutcome.SUCCEEDED:
+            self.end_wait(run, final_event(run, state), context)
+            return run
         if not self.wait_for_termination:
             state = run.get_state()
             for key in run.xcom_keys:
                 context["ti"].xcom_push(key=key, value=state.payload.get(key))
+            store.forget()
             return run
         if self.deferrable:
             end_time = time.time() + self.timeout if self.timeout is not None else None
@@ -93,8 +111,33 @@ class RemoteRunOperatorMixin:
         self.end_wait(run, event, context)
         return run
 
+    def _resume(self, store: ResumeStore) -> tuple[RemoteRun | None, RunState | None]:
+        """The run an earlier try of this task started, if it is still worth reconnecting to."""
+        ids = store.get()
+        if not ids:
+            return None, None
+        run = self.run_from_ids(ids)
+        try:
+            state = run.get_state()
+        except DuneError as exc:
+            self.log.warning(
+                "Could not read %s started by an earlier try (%s); submitting anew.", run.label, exc
+            )
+            return None, None
+        if state.outcome is RunOutcome.FAILED:
+            self.log.info(
+                "%s started by an earlier try failed (%s); submitting anew.", run.label, state.summary
+            )
+            return None, None
+        verb = "finished" if state.outcome is RunOutcome.SUCCEEDED else "is still running"
+        self.log.info(
+            "Reconnecting to %s started by an earlier try: it %s (%s).", run.label, verb, state.summary
+        )
+        return run, state
+
     def end_wait(self, run: RemoteRun, event: Mapping[str, Any], context: Context) -> None:
         self._remote_run = run
+        resume_store_for(context).forget()
         if event.get("status") == "timeout":
             self._cancel(run, "its timeout ended the wait")
         finish_wait(run, event, context, self.log)

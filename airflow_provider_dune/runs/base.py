@@ -70,6 +70,10 @@ class RemoteRun(ABC):
     def cancel(self) -> list[str]:
         """Stop whatever of the run is still going; return what was cancelled (ids)."""
 
+    @abstractmethod
+    async def acancel(self) -> list[str]:
+        """The async twin of :meth:`cancel`, for a trigger whose task a user killed."""
+
     def failure_details(self, payload: Mapping[str, Any]) -> str:
         """Extra lines for a failure message, read in the worker (e.g. SQL line and column)."""
         return ""

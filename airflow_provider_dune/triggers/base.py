@@ -19,13 +19,30 @@ class RemoteRunTrigger(BaseTrigger):
     kwargs: the hook reads them from the connection, asynchronously.
     """
 
-    def __init__(self, *, poll_interval: float, end_time: float | None) -> None:
+    def __init__(self, *, poll_interval: float, end_time: float | None, cancel_on_kill: bool = True) -> None:
         super().__init__()
         self.poll_interval = poll_interval
         self.end_time = end_time
+        self.cancel_on_kill = cancel_on_kill
 
     @abstractmethod
     def remote_run(self) -> RemoteRun: ...
+
+    async def on_kill(self) -> None:
+        """A user marked the deferred task failed/success or cleared it: stop the remote work.
+
+        Airflow (3.2+) calls this only for such user actions, never on a triggerer restart,
+        so a restarted triggerer never cancels work that should go on.
+        """
+        if not self.cancel_on_kill:
+            return
+        run = self.remote_run()
+        cancelled = await run.acancel()
+        self.log.info(
+            "Cancelled %s because its task was killed: %s.",
+            run.label,
+            ", ".join(cancelled) or "nothing running",
+        )
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
         event = await poll_run(

@@ -53,6 +53,9 @@ class FakeRun(RemoteRun):
         self.cancelled = True
         return ["F1"]
 
+    async def acancel(self):
+        return self.cancel()
+
     def throttle_count(self):
         return self.throttles
 

@@ -42,6 +42,7 @@ def test_serialize_round_trips_and_holds_no_secret():
         "dune_conn_id": "my_dune",
         "poll_interval": 3,
         "end_time": 123.0,
+        "cancel_on_kill": True,
     }
     assert TEST_API_KEY not in repr(trigger)
     assert DunePipelineTrigger(**kwargs).serialize() == (classpath, kwargs)

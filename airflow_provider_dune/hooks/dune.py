@@ -13,14 +13,14 @@ import asyncio
 import json
 import time
 import weakref
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, urljoin, urlsplit
 
 import aiohttp
 import requests
-from airflow.providers.common.compat.connection import get_async_connection
+from airflow.providers.common.compat.connection import get_async_connection, get_async_extra_dejson
 from airflow.providers.common.compat.sdk import AirflowNotFoundException, BaseHook, mask_secret
 
 from airflow_provider_dune import __version__
@@ -28,20 +28,35 @@ from airflow_provider_dune.exceptions import DuneApiError, DuneConfigurationErro
 from airflow_provider_dune.hooks.retry import RetryPolicy, parse_retry_after
 from airflow_provider_dune.models.dune import (
     ExecutionStatus,
+    MaterializedView,
     PipelineStatus,
+    QueryPipeline,
     ResultPage,
+    ViewRefresh,
     parse_execution_status,
+    parse_materialized_view,
+    parse_materialized_view_page,
     parse_pipeline_status,
+    parse_query_pipeline,
     parse_result_page,
+    parse_view_refresh,
 )
-from airflow_provider_dune.models.pipeline_spec import build_pipeline_request
-from airflow_provider_dune.runs.outcome import RunOutcome
+from airflow_provider_dune.models.pipeline_spec import build_pipeline_request, check_performance
 
 DEFAULT_BASE_URL = "https://api.dune.com/api"
 USER_AGENT = f"airflow-provider-dune/{__version__}"
 # Connections to Dune kept open per triggerer event loop, whatever the number of triggers.
 ASYNC_POOL_SIZE = 32
+# Each can be set in the connection's extras (JSON) or as a hook argument.
+DEFAULT_SETTINGS: dict[str, float] = {
+    "timeout": 30.0,  # seconds for each HTTP call
+    "retry_limit": 6,  # attempts in all for a call that may be retried
+    "retry_delay": 1.0,  # first backoff in seconds, doubling with jitter
+    "retry_max_seconds": 300.0,  # give up retrying after this long
+}
 _MAX_ERROR_TEXT = 300
+# Rows per results request; the official client uses the same page size.
+DEFAULT_RESULT_PAGE_ROWS = 32_000
 
 
 @dataclass(frozen=True)
@@ -64,6 +79,9 @@ class _Reply:
     # For status=None: whether the request may have reached the server before it failed.
     sent: bool = True
     transport_error: str = ""
+    # Only what paging needs (CSV pages name the next page in headers), never the whole set.
+    next_offset: str | None = None
+    next_uri: str | None = None
 
 
 class _Retryable(Exception):
@@ -149,38 +167,67 @@ class DuneHook(BaseHook):
         self,
         dune_conn_id: str = default_conn_name,
         *,
-        timeout: float = 30.0,
-        retry_limit: int = 6,
-        retry_delay: float = 1.0,
-        retry_max_seconds: float = 300.0,
+        timeout: float | None = None,
+        retry_limit: int | None = None,
+        retry_delay: float | None = None,
+        retry_max_seconds: float | None = None,
     ) -> None:
         super().__init__()
         self.dune_conn_id = dune_conn_id
-        self.timeout = timeout
-        self.retry_policy = RetryPolicy(
-            max_attempts=retry_limit, base_delay=retry_delay, max_total_seconds=retry_max_seconds
-        )
+        # Hook arguments win over the connection's extras, which win over these defaults.
+        self._overrides = {
+            "timeout": timeout,
+            "retry_limit": retry_limit,
+            "retry_delay": retry_delay,
+            "retry_max_seconds": retry_max_seconds,
+        }
+        self._apply_settings({})
         self._creds: _Credentials | None = None
         self._session: requests.Session | None = None
         # 429 answers seen by this hook; the polling loop stretches its interval when it grows.
         self.rate_limited_count = 0
+
+    def _apply_settings(self, extras: Mapping[str, Any]) -> None:
+        settings = dict(DEFAULT_SETTINGS)
+        for name in settings:
+            value = self._overrides[name] if self._overrides[name] is not None else extras.get(name)
+            if value is None:
+                continue
+            try:
+                number = float(value)
+            except (TypeError, ValueError):
+                raise DuneConfigurationError(
+                    f"The connection {self.dune_conn_id!r} sets {name}={value!r} in its extras; "
+                    "it must be a number."
+                ) from None
+            if number < 0 or (name in ("timeout", "retry_limit") and number <= 0):
+                raise DuneConfigurationError(f"{name} must be positive, got {value!r}.")
+            settings[name] = number
+        self.timeout = settings["timeout"]
+        self.retry_policy = RetryPolicy(
+            max_attempts=int(settings["retry_limit"]),
+            base_delay=settings["retry_delay"],
+            max_total_seconds=settings["retry_max_seconds"],
+        )
 
     # ------------------------------------------------------------------ connection form
 
     @classmethod
     def get_ui_field_behaviour(cls) -> dict[str, Any]:
         return {
-            "hidden_fields": ["schema", "port", "login", "extra"],
+            "hidden_fields": ["schema", "port", "login"],
             "relabeling": {"password": "API key", "host": "Base URL"},
             "placeholders": {
                 "password": "Your Dune API key (dune.com > Settings > API)",
                 "host": f"{DEFAULT_BASE_URL} (leave empty for Dune; set for the local emulator)",
+                "extra": '{"timeout": 30, "retry_limit": 6, "retry_delay": 1, "retry_max_seconds": 300}',
             },
         }
 
     # ------------------------------------------------------------------ credentials
 
-    def _credentials_from(self, conn: Any) -> _Credentials:
+    def _credentials_from(self, conn: Any, extras: Mapping[str, Any]) -> _Credentials:
+        self._apply_settings(extras)
         key = (conn.password or "").strip()
         if not key:
             raise DuneConfigurationError(
@@ -230,7 +277,7 @@ class DuneHook(BaseHook):
                 conn = self.get_connection(self.dune_conn_id)
             except AirflowNotFoundException:
                 raise self._missing_connection() from None
-            self._creds = self._credentials_from(conn)
+            self._creds = self._credentials_from(conn, _extras(conn, conn.extra_dejson))
         return self._creds
 
     async def _acredentials(self) -> _Credentials:
@@ -240,7 +287,7 @@ class DuneHook(BaseHook):
                 conn = await get_async_connection(self.dune_conn_id, hook=self)
             except AirflowNotFoundException:
                 raise self._missing_connection() from None
-            self._creds = self._credentials_from(conn)
+            self._creds = self._credentials_from(conn, _extras(conn, await get_async_extra_dejson(conn)))
         return self._creds
 
     def _headers(self, creds: _Credentials) -> dict[str, str]:
@@ -261,11 +308,19 @@ class DuneHook(BaseHook):
         starts_work: bool = False,
         json_body: Any = None,
         params: Mapping[str, Any] | None = None,
+        raw: bool = False,
     ) -> Any:
-        """Send one API call under the retry policy; return the decoded JSON body."""
+        """Send one API call under the retry policy; return the decoded JSON body.
+
+        ``raw=True`` returns the good reply undecoded (``_Reply``: body and next-page headers),
+        for the CSV results endpoint.
+        """
         creds = self._credentials()
         session = self.get_session()
         url = creds.base_url + path
+        headers = self._headers(creds)
+        if raw:
+            headers["Accept"] = "text/csv, */*"
         first = time.monotonic()
         attempt = 0
         while True:
@@ -276,7 +331,7 @@ class DuneHook(BaseHook):
                     url,
                     json=json_body,
                     params=params,
-                    headers=self._headers(creds),
+                    headers=headers,
                     timeout=self.timeout,
                 )
                 reply = _Reply(
@@ -284,12 +339,16 @@ class DuneHook(BaseHook):
                     resp.content,
                     resp.headers.get("Content-Type", ""),
                     parse_retry_after(resp.headers.get("Retry-After")),
+                    next_offset=resp.headers.get("X-Dune-Next-Offset"),
+                    next_uri=resp.headers.get("X-Dune-Next-Uri"),
                 )
             except (requests.ConnectionError, requests.Timeout) as exc:
                 # A failure while connecting never reached the server; a later one might have.
                 connect_phase = isinstance(exc, requests.ConnectTimeout) or _is_connect_failure(exc)
                 reply = _transport_failure(exc, connect_phase, url)
             try:
+                if raw:
+                    return _check_raw(reply, method, path, starts_work)
                 return _interpret(reply, method, path, starts_work)
             except _Retryable as retry:
                 delay = self._next_delay(retry, attempt, first, starts_work)
@@ -382,24 +441,6 @@ class DuneHook(BaseHook):
         )
         return parse_pipeline_status(pipeline_execution_id, payload)
 
-    def cancel_pipeline(self, status: PipelineStatus) -> list[str]:
-        """Cancel every node execution of the pipeline that is still running.
-
-        Dune has no pipeline cancel endpoint: a pipeline is stopped by cancelling its nodes.
-        Returns the execution ids it cancelled.
-        """
-        cancelled = []
-        for node in status.nodes:
-            if node.outcome is RunOutcome.RUNNING and node.execution_id:
-                try:
-                    self.cancel_execution(node.execution_id)
-                    cancelled.append(node.execution_id)
-                except DuneApiError as exc:
-                    self.log.warning(
-                        "Could not cancel %s execution %s: %s", node.label, node.execution_id, exc
-                    )
-        return cancelled
-
     # ------------------------------------------------------------------ API: executions
 
     def get_execution_status(self, execution_id: str) -> ExecutionStatus:
@@ -428,10 +469,213 @@ class DuneHook(BaseHook):
         )
         return parse_result_page(execution_id, payload)
 
+    def execute_query(
+        self,
+        query_id: int | str,
+        *,
+        query_parameters: Mapping[str, Any] | None = None,
+        performance: str = "medium",
+    ) -> str:
+        """Run a saved query (``POST /v1/query/{id}/execute``) and return its ``execution_id``."""
+        request = build_pipeline_request(
+            query_id=query_id, performance=performance, query_parameters=query_parameters
+        )
+        path = f"/v1/query/{request.pop('query_id')}/execute"
+        payload = self._request("POST", path, starts_work=True, json_body=request)
+        return _started_id(payload, "execution_id", path)
+
+    def execute_sql(self, sql: str, *, performance: str = "medium") -> str:
+        """Run an ad-hoc SQL statement (``POST /v1/sql/execute``) and return its ``execution_id``."""
+        if not isinstance(sql, str) or not sql.strip():
+            raise DuneConfigurationError("sql must be a non-empty SQL statement.")
+        body = {"sql": sql, "performance": check_performance(performance)}
+        payload = self._request("POST", "/v1/sql/execute", starts_work=True, json_body=body)
+        return _started_id(payload, "execution_id", "/v1/sql/execute")
+
+    def iter_result_pages(
+        self,
+        execution_id: str,
+        *,
+        columns: Sequence[str] | None = None,
+        filters: str | None = None,
+        sort_by: str | Sequence[str] | None = None,
+        page_size: int = DEFAULT_RESULT_PAGE_ROWS,
+        allow_partial_results: bool = False,
+    ) -> Iterator[ResultPage]:
+        """Every page of an execution's JSON result, one request per page, read lazily.
+
+        Follows ``next_uri`` when it points back at the connection's base URL (never sending the
+        key anywhere else), else ``next_offset``. Only one page is held at a time.
+        """
+        path = f"/v1/execution/{_path_id(execution_id)}/results"
+        params: dict[str, Any] | None = _result_params(
+            columns, filters, sort_by, page_size, allow_partial_results
+        )
+        while params is not None:
+            page = parse_result_page(execution_id, self._request("GET", path, params=params))
+            yield page
+            if page.next_offset is None and page.next_uri is None:
+                return
+            path, params = self._next_page(path, params, page.next_offset, page.next_uri)
+
+    def iter_results(
+        self,
+        execution_id: str,
+        *,
+        columns: Sequence[str] | None = None,
+        filters: str | None = None,
+        sort_by: str | Sequence[str] | None = None,
+        page_size: int = DEFAULT_RESULT_PAGE_ROWS,
+        allow_partial_results: bool = False,
+    ) -> Iterator[dict[str, Any]]:
+        """Every row of an execution's result, fetched ``page_size`` rows at a time.
+
+        :param columns: only these columns (Dune's ``columns`` parameter).
+        :param filters: a SQL-like ``WHERE`` fragment applied by Dune, e.g. ``"block_number > 100"``.
+        :param sort_by: ``"col desc"`` or a list of them.
+        :param page_size: rows per request (Dune's ``limit``).
+        :param allow_partial_results: read a truncated (``COMPLETED_PARTIAL``) result.
+        """
+        for page in self.iter_result_pages(
+            execution_id,
+            columns=columns,
+            filters=filters,
+            sort_by=sort_by,
+            page_size=page_size,
+            allow_partial_results=allow_partial_results,
+        ):
+            yield from page.rows
+
+    def iter_results_csv(
+        self,
+        execution_id: str,
+        *,
+        columns: Sequence[str] | None = None,
+        filters: str | None = None,
+        sort_by: str | Sequence[str] | None = None,
+        page_size: int = DEFAULT_RESULT_PAGE_ROWS,
+        allow_partial_results: bool = False,
+    ) -> Iterator[bytes]:
+        """The result as CSV, one chunk per page: the header line once, then each page's rows.
+
+        The chunks joined are one valid CSV file. Pages are followed through Dune's
+        ``X-Dune-Next-Uri`` / ``X-Dune-Next-Offset`` headers.
+        """
+        path = f"/v1/execution/{_path_id(execution_id)}/results/csv"
+        params: dict[str, Any] | None = _result_params(
+            columns, filters, sort_by, page_size, allow_partial_results
+        )
+        first = True
+        while params is not None:
+            reply: _Reply = self._request("GET", path, params=params, raw=True)
+            body = reply.body
+            if not first:
+                # Every page repeats the header line; keep only the first.
+                body = body.split(b"\n", 1)[1] if b"\n" in body else b""
+            if body:
+                yield body if body.endswith(b"\n") else body + b"\n"
+            first = False
+            next_offset = _opt_int_header(reply.next_offset)
+            if next_offset is None and not reply.next_uri:
+                return
+            path, params = self._next_page(path, params, next_offset, reply.next_uri)
+
+    def _next_page(
+        self, path: str, params: dict[str, Any], next_offset: int | None, next_uri: str | None
+    ) -> tuple[str, dict[str, Any]]:
+        if next_uri:
+            followed = _same_origin(self._credentials().base_url, next_uri)
+            if followed is not None:
+                return followed
+            self.log.warning(
+                "Dune's next_uri points away from the connection's base URL; paging by offset instead."
+            )
+        if next_offset is None or next_offset <= int(params.get("offset", 0)):
+            raise DuneResponseError(
+                f"Dune's results page for {path} names no usable next page (next_offset={next_offset})."
+            )
+        return path, {**params, "offset": next_offset}
+
+    # ------------------------------------------------------------------ API: query pipelines
+
+    def get_query_pipeline(self, query_id: int | str) -> QueryPipeline:
+        """The pipeline Dune would run for a query: its upstream views, then the query."""
+        qid = build_pipeline_request(query_id=query_id)["query_id"]
+        return parse_query_pipeline(qid, self._request("GET", f"/v1/query/{qid}/pipeline"))
+
+    def execute_query_pipeline(
+        self,
+        query_id: int | str,
+        *,
+        performance: str = "medium",
+        query_parameters: Mapping[str, Any] | None = None,
+    ) -> str:
+        """Run a query's predefined pipeline (``POST /v1/query/{id}/pipeline/execute``)."""
+        request = build_pipeline_request(
+            query_id=query_id, performance=performance, query_parameters=query_parameters
+        )
+        path = f"/v1/query/{request.pop('query_id')}/pipeline/execute"
+        payload = self._request("POST", path, starts_work=True, json_body=request)
+        return _started_id(payload, "pipeline_execution_id", path)
+
+    # ------------------------------------------------------------------ API: materialized views
+
+    def list_materialized_views(self, *, page_size: int = 100) -> list[MaterializedView]:
+        """Every materialized view the key can see, following ``next_offset``."""
+        views: list[MaterializedView] = []
+        offset = 0
+        while True:
+            page = parse_materialized_view_page(
+                self._request("GET", "/v1/materialized-views", params={"limit": page_size, "offset": offset})
+            )
+            views.extend(page.views)
+            if page.next_offset is None or page.next_offset <= offset or not page.views:
+                return views
+            offset = page.next_offset
+
+    def get_materialized_view(self, name: str) -> MaterializedView:
+        return parse_materialized_view(self._request("GET", f"/v1/materialized-views/{_path_id(name)}"))
+
+    def upsert_materialized_view(
+        self,
+        name: str,
+        query_id: int | str,
+        *,
+        performance: str = "medium",
+        cron_expression: str | None = None,
+        is_private: bool | None = None,
+    ) -> MaterializedView:
+        """Create the view, or change the query, tier or schedule of an existing one."""
+        body: dict[str, Any] = {
+            "name": _path_id(name),
+            "query_id": build_pipeline_request(query_id=query_id)["query_id"],
+            "performance": check_performance(performance),
+        }
+        if cron_expression:
+            body["cron_expression"] = cron_expression
+        if is_private is not None:
+            body["is_private"] = is_private
+        # The same body twice leaves the same view: safe under the read retry policy.
+        return parse_materialized_view(self._request("POST", "/v1/materialized-views", json_body=body))
+
+    def delete_materialized_view(self, name: str) -> bool:
+        payload = self._request("DELETE", f"/v1/materialized-views/{_path_id(name)}")
+        return bool(isinstance(payload, Mapping) and payload.get("success", True))
+
+    def refresh_materialized_view(self, name: str, *, performance: str | None = None) -> ViewRefresh:
+        """Start rebuilding a view; the answer names the execution that does it."""
+        body = {"performance": check_performance(performance)} if performance else {}
+        path = f"/v1/materialized-views/{_path_id(name)}/refresh"
+        return parse_view_refresh(name, self._request("POST", path, starts_work=True, json_body=body))
+
     # ------------------------------------------------------------------ connection test
 
     def test_connection(self) -> tuple[bool, str]:
         """One cheap authenticated call: list at most one materialized view."""
+        try:
+            self._credentials()
+        except Exception as exc:
+            return False, str(exc)
         policy = self.retry_policy
         # The connection form waits on this call: answer in seconds, not after minutes of retries.
         self.retry_policy = RetryPolicy(max_attempts=2, base_delay=0.5, max_total_seconds=5)
@@ -482,6 +726,21 @@ def _interpret(reply: _Reply, method: str, path: str, starts_work: bool) -> Any:
         raise _Retryable(exc, _Reply(None, sent=True, transport_error="malformed body")) from None
 
 
+def _extras(conn: Any, extras: Any) -> Mapping[str, Any]:
+    if not isinstance(extras, Mapping):
+        raise DuneConfigurationError(
+            f"The extras of connection {conn.conn_id!r} must be a JSON object, got {type(extras).__name__}."
+        )
+    return extras
+
+
+def _check_raw(reply: _Reply, method: str, path: str, starts_work: bool) -> _Reply:
+    """A good reply as it came (CSV pages); errors go through :func:`_interpret`'s rules."""
+    if reply.status is None or reply.status >= 400:
+        _interpret(reply, method, path, starts_work)  # always raises for these
+    return reply
+
+
 def _transport_failure(exc: BaseException, connect_phase: bool, url: str) -> _Reply:
     host = urlsplit(url).netloc
     if connect_phase:
@@ -525,6 +784,50 @@ def _is_connect_failure(exc: requests.RequestException) -> bool:
             cause = cause.__cause__ or cause.__context__
         seen += 1
     return False
+
+
+def _result_params(
+    columns: Sequence[str] | None,
+    filters: str | None,
+    sort_by: str | Sequence[str] | None,
+    page_size: int,
+    allow_partial_results: bool,
+) -> dict[str, Any]:
+    if isinstance(page_size, bool) or not isinstance(page_size, int) or page_size <= 0:
+        raise DuneConfigurationError(f"page_size must be a positive number of rows, got {page_size!r}.")
+    params: dict[str, Any] = {"limit": page_size, "offset": 0}
+    if columns:
+        params["columns"] = columns if isinstance(columns, str) else ",".join(columns)
+    if filters:
+        params["filters"] = filters
+    if sort_by:
+        params["sort_by"] = sort_by if isinstance(sort_by, str) else ",".join(sort_by)
+    if allow_partial_results:
+        params["allow_partial_results"] = "true"
+    return params
+
+
+def _same_origin(base_url: str, uri: str) -> tuple[str, dict[str, Any]] | None:
+    """``next_uri`` as (path under the base URL, params), or ``None`` when it points elsewhere.
+
+    The key is sent with every request, so a URI on another host is never followed; any
+    ``api_key`` parameter in it is dropped.
+    """
+    base, target = urlsplit(base_url), urlsplit(urljoin(base_url + "/", uri))
+    prefix = base.path.rstrip("/")
+    if (target.scheme, target.netloc) != (base.scheme, base.netloc) or not target.path.startswith(
+        prefix + "/"
+    ):
+        return None
+    params = {k: v for k, v in parse_qsl(target.query, keep_blank_values=True) if k != "api_key"}
+    return target.path[len(prefix) :], params
+
+
+def _opt_int_header(value: str | None) -> int | None:
+    try:
+        return int(value) if value else None
+    except ValueError:
+        return None
 
 
 def _path_id(value: str) -> str:

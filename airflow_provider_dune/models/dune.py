@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypedDict
 
-from airflow_provider_dune.exceptions import DuneResponseError
+from airflow_provider_dune.exceptions import DuneConfigurationError, DuneResponseError
 from airflow_provider_dune.runs.outcome import RunOutcome, unknown_states
 
 NodeType = Literal["query", "materialized_view"]
@@ -186,6 +186,8 @@ class ExecutionStatus:
     execution_ended_at: str | None = None
     error: ExecutionError | None = None
     result_metadata: Mapping[str, Any] | None = None
+    expires_at: str | None = None
+    cancelled_at: str | None = None
 
     @property
     def outcome(self) -> RunOutcome:
@@ -196,6 +198,116 @@ class ExecutionStatus:
             # Dune says it is finished but we do not know the state: not a success we can vouch for.
             return RunOutcome.FAILED if self.error else RunOutcome.RUNNING
         return outcome
+
+    @property
+    def is_partial(self) -> bool:
+        """``QUERY_STATE_COMPLETED_PARTIAL``: finished, but the result was truncated (too large)."""
+        return normalise_state(self.state) == _PARTIAL
+
+    def decide(self, *, allow_partial_results: bool = False) -> RunOutcome:
+        """The outcome of a single execution waited on by a task.
+
+        A partial result is a success only when the user said partial results are fine:
+        otherwise a downstream task would silently work on a truncated table.
+        """
+        if self.is_partial and not allow_partial_results:
+            return RunOutcome.FAILED
+        return self.outcome
+
+    @property
+    def metadata(self) -> ResultMetadata | None:
+        return parse_result_metadata(self.result_metadata)
+
+    def label(self) -> str:
+        query = f" (query {self.query_id})" if self.query_id else ""
+        return f"Dune execution {self.execution_id}{query}"
+
+    def summary(self) -> str:
+        """``QUERY_STATE_COMPLETED, 1,234 rows`` for the task log."""
+        meta = self.metadata
+        rows = meta.total_row_count if meta else None
+        return self.state + (f", {rows:,} rows" if rows is not None else "")
+
+    def partial_warning(self) -> str:
+        return (
+            f"{self.label()} completed with a PARTIAL result: Dune truncated it because it was too "
+            "large, so the rows you read are not all the rows the query produced."
+        )
+
+    def end_message(self, *, allow_partial_results: bool = False) -> str:
+        """What ends the task: a success note, or why it failed in words a person can act on."""
+        state = normalise_state(self.state)
+        if self.is_partial:
+            if allow_partial_results:
+                return self.partial_warning()
+            return (
+                f"{self.partial_warning()} Failing because allow_partial_results is False; set "
+                "allow_partial_results=True to accept a truncated result, or reduce what the query returns."
+            )
+        if self.decide(allow_partial_results=allow_partial_results) is RunOutcome.SUCCEEDED:
+            return f"{self.label()} completed: {self.summary()}."
+        if state in ("canceled", "cancelled"):
+            return f"{self.label()} was cancelled."
+        if state == "expired":
+            return f"{self.label()} expired: its result is no longer available on Dune."
+        if self.error is not None:
+            return f"{self.label()} failed: {self.error.describe()}"
+        return f"{self.label()} failed (state {self.state})."
+
+    def to_dict(self) -> dict[str, Any]:
+        """The ``execution`` XCom: the status in the API's own shape, so it parses back the same."""
+        body: dict[str, Any] = {
+            "execution_id": self.execution_id,
+            "query_id": self.query_id,
+            "state": self.state,
+            "is_execution_finished": self.is_execution_finished,
+            "submitted_at": self.submitted_at,
+            "execution_started_at": self.execution_started_at,
+            "execution_ended_at": self.execution_ended_at,
+            "expires_at": self.expires_at,
+            "cancelled_at": self.cancelled_at,
+            "result_metadata": dict(self.result_metadata) if self.result_metadata is not None else None,
+            "error": None,
+        }
+        if self.error is not None:
+            body["error"] = {
+                "type": self.error.type,
+                "message": self.error.message,
+                "metadata": {"line": self.error.line, "column": self.error.column},
+            }
+        return body
+
+
+@dataclass(frozen=True)
+class ResultMetadata:
+    """``result_metadata`` of a finished execution: size and shape of its result."""
+
+    column_names: tuple[str, ...] = ()
+    column_types: tuple[str, ...] = ()
+    row_count: int | None = None
+    total_row_count: int | None = None
+    datapoint_count: int | None = None
+    result_set_bytes: int | None = None
+    total_result_set_bytes: int | None = None
+    execution_time_millis: int | None = None
+    pending_time_millis: int | None = None
+
+
+def parse_result_metadata(raw: Any) -> ResultMetadata | None:
+    if not isinstance(raw, Mapping):
+        return None
+    names, types = raw.get("column_names"), raw.get("column_types")
+    return ResultMetadata(
+        column_names=tuple(str(c) for c in names) if isinstance(names, list) else (),
+        column_types=tuple(str(c) for c in types) if isinstance(types, list) else (),
+        row_count=_opt_int(raw.get("row_count")),
+        total_row_count=_opt_int(raw.get("total_row_count", raw.get("row_count"))),
+        datapoint_count=_opt_int(raw.get("datapoint_count")),
+        result_set_bytes=_opt_int(raw.get("result_set_bytes")),
+        total_result_set_bytes=_opt_int(raw.get("total_result_set_bytes")),
+        execution_time_millis=_opt_int(raw.get("execution_time_millis")),
+        pending_time_millis=_opt_int(raw.get("pending_time_millis")),
+    )
 
 
 # --------------------------------------------------------------------------- parsing
@@ -315,6 +427,8 @@ def parse_execution_status(execution_id: str, payload: Any) -> ExecutionStatus:
         execution_ended_at=_opt_str(body.get("execution_ended_at")),
         error=error,
         result_metadata=metadata if isinstance(metadata, Mapping) else None,
+        expires_at=_opt_str(body.get("expires_at")),
+        cancelled_at=_opt_str(body.get("cancelled_at")),
     )
 
 
@@ -327,6 +441,13 @@ class ResultPage:
     column_names: list[str]
     next_offset: int | None = None
     total_row_count: int | None = None
+    next_uri: str | None = None
+    column_types: list[str] = field(default_factory=list)
+
+
+def _column_types(meta: Any) -> list[str]:
+    types = meta.get("column_types") if isinstance(meta, Mapping) else None
+    return [str(c) for c in types] if isinstance(types, list) else []
 
 
 def parse_result_page(execution_id: str, payload: Any) -> ResultPage:
@@ -347,4 +468,185 @@ def parse_result_page(execution_id: str, payload: Any) -> ResultPage:
         column_names=[str(c) for c in columns] if isinstance(columns, list) else [],
         next_offset=_opt_int(body.get("next_offset")),
         total_row_count=_opt_int(meta.get("total_row_count")) if isinstance(meta, Mapping) else None,
+        next_uri=_opt_str(body.get("next_uri")),
+        column_types=_column_types(meta),
     )
+
+
+# --------------------------------------------------------------------------- query pipelines
+
+
+@dataclass(frozen=True)
+class PipelineNode:
+    """One node of a query's predefined pipeline (``GET /v1/query/{id}/pipeline``)."""
+
+    node_id: int
+    type: NodeType
+    dependencies: tuple[int, ...] = ()
+    query_id: int | None = None
+    name: str | None = None
+    performance: str | None = None
+    query_parameters: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def label(self) -> str:
+        what = f"query {self.query_id}" if self.type == "query" else f"materialized view {self.name}"
+        return f"node {self.node_id} ({what})"
+
+
+@dataclass(frozen=True)
+class QueryPipeline:
+    """The pipeline Dune runs for a query: the views it reads (upstream first), then the query."""
+
+    query_id: int
+    nodes: tuple[PipelineNode, ...]
+
+    @property
+    def view_names(self) -> tuple[str, ...]:
+        return tuple(n.name for n in self.nodes if n.type == "materialized_view" and n.name)
+
+
+def _parse_pipeline_node(raw: Any, index: int) -> PipelineNode:
+    node = _require_mapping(raw, f"pipeline node #{index}")
+    node_id = _opt_int(node.get("id"))
+    deps = node.get("dependencies") or []
+    dependencies = (
+        tuple(d for d in (_opt_int(x) for x in deps) if d is not None) if isinstance(deps, list) else ()
+    )
+    view = node.get("materialized_view_refresh")
+    if isinstance(view, Mapping):
+        return PipelineNode(
+            node_id=index + 1 if node_id is None else node_id,
+            type="materialized_view",
+            dependencies=dependencies,
+            name=_opt_str(view.get("name")),
+            query_id=_opt_int(view.get("query_id")),
+            performance=_opt_str(view.get("performance")),
+        )
+    query = node.get("query_execution")
+    query = query if isinstance(query, Mapping) else {}
+    params = query.get("query_parameters")
+    return PipelineNode(
+        node_id=index + 1 if node_id is None else node_id,
+        type="query",
+        dependencies=dependencies,
+        query_id=_opt_int(query.get("query_id")),
+        performance=_opt_str(query.get("performance")),
+        query_parameters=dict(params) if isinstance(params, Mapping) else {},
+    )
+
+
+def parse_query_pipeline(query_id: int, payload: Any) -> QueryPipeline:
+    body = _require_mapping(payload, "query pipeline")
+    pipeline = body.get("pipeline")
+    raw_nodes = pipeline.get("nodes") if isinstance(pipeline, Mapping) else body.get("nodes")
+    if not isinstance(raw_nodes, list):
+        raise DuneResponseError(f"Dune's pipeline of query {query_id} has no 'pipeline.nodes' list.")
+    return QueryPipeline(
+        query_id=_opt_int(body.get("query_id")) or query_id,
+        nodes=tuple(_parse_pipeline_node(n, i) for i, n in enumerate(raw_nodes)),
+    )
+
+
+def refreshed_view_names(nodes: Any) -> list[str]:
+    """Names of the materialized views a finished pipeline refreshed, from its ``node_executions``."""
+    names = []
+    for raw in nodes or []:
+        if not isinstance(raw, Mapping) or raw.get("type") != "materialized_view" or not raw.get("name"):
+            continue
+        if node_state_outcome(str(raw.get("status") or "")) is RunOutcome.SUCCEEDED and not raw.get("error"):
+            names.append(str(raw["name"]))
+    return names
+
+
+def find_node_execution(nodes: Any, *, node_id: int | None = None, query_id: int | None = None) -> str:
+    """The execution id of one pipeline node, picked by node id or by query id, or a clear error."""
+    if (node_id is None) == (query_id is None):
+        raise DuneConfigurationError("Give exactly one of node_id or query_id to pick a pipeline node.")
+    entries = [n for n in nodes or [] if isinstance(n, Mapping)]
+    if node_id is not None:
+        matches = [n for n in entries if _opt_int(n.get("node_id")) == _opt_int(node_id)]
+        what = f"node {node_id}"
+    else:
+        wanted = _opt_int(query_id)
+        matches = [n for n in entries if n.get("type") == "query" and _opt_int(n.get("query_id")) == wanted]
+        what = f"query {query_id}"
+    known = ", ".join(
+        f"node {n.get('node_id')} ({n.get('type')} {n.get('query_id') or n.get('name')})" for n in entries
+    )
+    if not matches:
+        raise DuneConfigurationError(f"The pipeline has no {what}; its nodes are: {known or 'none'}.")
+    if len(matches) > 1:
+        raise DuneConfigurationError(f"The pipeline runs {what} more than once; pick the node by node_id.")
+    execution_id = matches[0].get("execution_id")
+    if not execution_id:
+        raise DuneConfigurationError(f"Pipeline {what} has no execution id (it never ran).")
+    return str(execution_id)
+
+
+# --------------------------------------------------------------------------- materialized views
+
+
+@dataclass(frozen=True)
+class MaterializedView:
+    """A materialized view as ``GET /v1/materialized-views/{name}`` describes it."""
+
+    name: str
+    query_id: int | None = None
+    performance: str | None = None
+    cron_expression: str | None = None
+    is_private: bool | None = None
+    id: str | None = None
+    last_execution_id: str | None = None
+
+
+def parse_materialized_view(payload: Any) -> MaterializedView:
+    body = _require_mapping(payload, "materialized view")
+    name = _opt_str(body.get("name")) or _opt_str(body.get("id"))
+    if not name:
+        raise DuneResponseError(f"Dune's materialized view has no 'name' (got keys: {sorted(body)[:10]}).")
+    private = body.get("is_private")
+    return MaterializedView(
+        name=name,
+        query_id=_opt_int(body.get("query_id")),
+        performance=_opt_str(body.get("performance")),
+        cron_expression=_opt_str(body.get("cron_expression")),
+        is_private=private if isinstance(private, bool) else None,
+        id=_opt_str(body.get("id")),
+        last_execution_id=_opt_str(body.get("last_execution_id")),
+    )
+
+
+@dataclass(frozen=True)
+class MaterializedViewPage:
+    views: tuple[MaterializedView, ...]
+    next_offset: int | None = None
+
+
+def parse_materialized_view_page(payload: Any) -> MaterializedViewPage:
+    body = _require_mapping(payload, "materialized views")
+    raw = body.get("materialized_views", body.get("results"))
+    if not isinstance(raw, list):
+        raise DuneResponseError("Dune's list of materialized views has no 'materialized_views' list.")
+    return MaterializedViewPage(
+        views=tuple(parse_materialized_view(v) for v in raw), next_offset=_opt_int(body.get("next_offset"))
+    )
+
+
+@dataclass(frozen=True)
+class ViewRefresh:
+    """The answer of ``POST /v1/materialized-views/{name}/refresh``: the execution that rebuilds it."""
+
+    execution_id: str
+    name: str | None = None
+
+
+def parse_view_refresh(name: str, payload: Any) -> ViewRefresh:
+    body = _require_mapping(payload, "materialized view refresh")
+    execution_id = _opt_str(body.get("execution_id"))
+    if not execution_id:
+        raise DuneResponseError(
+            f"Dune accepted the refresh of materialized view {name} but its answer has no "
+            "'execution_id'; the refresh may have started. Check the Dune UI before re-running."
+        )
+    return ViewRefresh(execution_id=execution_id, name=_opt_str(body.get("name")) or name)

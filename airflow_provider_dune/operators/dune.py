@@ -3,20 +3,23 @@
 from __future__ import annotations
 
 import json
+from abc import abstractmethod
 from collections.abc import Mapping, Sequence
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from airflow.providers.common.compat.sdk import BaseOperator, conf
 
-from airflow_provider_dune.exceptions import DuneConfigurationError
+from airflow_provider_dune.assets import dune_view_asset, emit_view_events, is_full_view_name, views_alias
+from airflow_provider_dune.exceptions import DuneConfigurationError, DuneError
 from airflow_provider_dune.hooks.dune import DuneHook
 from airflow_provider_dune.links.dune import DUNE_QUERY_URL, DuneQueryLink
+from airflow_provider_dune.models.dune import ExecutionStatus, refreshed_view_names
 from airflow_provider_dune.models.pipeline_spec import build_pipeline_request
 from airflow_provider_dune.operators.base import RemoteRunOperatorMixin
 from airflow_provider_dune.runs.base import RemoteRun
-from airflow_provider_dune.runs.dune import DunePipelineRun
-from airflow_provider_dune.triggers.dune import DunePipelineTrigger
+from airflow_provider_dune.runs.dune import DuneExecutionRun, DunePipelineRun
+from airflow_provider_dune.triggers.dune import DuneExecutionTrigger, DunePipelineTrigger
 
 if TYPE_CHECKING:
     from airflow.providers.common.compat.sdk import Context
@@ -111,6 +114,8 @@ class DuneRunPipelineOperator(RemoteRunOperatorMixin, BaseOperator):
         self.timeout = timeout
         self.cancel_on_kill = cancel_on_kill
         self.pipeline_execution_id: str | None = None
+        # Which views a pipeline refreshes is known only once it ran: events go through the alias.
+        self.outlets = [*(self.outlets or []), views_alias()]
 
     @cached_property
     def hook(self) -> DuneHook:
@@ -151,6 +156,7 @@ class DuneRunPipelineOperator(RemoteRunOperatorMixin, BaseOperator):
             dune_conn_id=self.dune_conn_id,
             poll_interval=self.poll_interval,
             end_time=end_time,
+            cancel_on_kill=self.cancel_on_kill,
         )
 
     def execute_complete(self, context: Context, event: dict[str, Any]) -> str:
@@ -158,3 +164,344 @@ class DuneRunPipelineOperator(RemoteRunOperatorMixin, BaseOperator):
         run = self.complete_from_event(context, event)
         self.pipeline_execution_id = run.ids["pipeline_execution_id"]
         return self.pipeline_execution_id
+
+    def end_wait(self, run: RemoteRun, event: Mapping[str, Any], context: Context) -> None:
+        super().end_wait(run, event, context)  # raises unless the pipeline succeeded
+        uris = emit_view_events(
+            context,
+            refreshed_view_names(event.get("node_executions")),
+            extra={"pipeline_execution_id": run.ids["pipeline_execution_id"]},
+        )
+        if uris:
+            self.log.info("Refreshed materialized views (Asset events): %s", ", ".join(uris))
+
+
+# --------------------------------------------------------------------------- single executions
+
+# However a user sets max_xcom_rows, XCom is for small results: the metadata database holds them.
+XCOM_ROWS_HARD_LIMIT = 10_000
+
+
+class DuneResultTooLargeForXCom(DuneError):
+    """``push_rows_to_xcom`` was asked for a result with more rows than the limit allows."""
+
+
+class _DuneExecutionOperator(RemoteRunOperatorMixin, BaseOperator):
+    """Shared by every operator that starts one Dune execution and waits for it.
+
+    Subclasses implement :meth:`start_execution`; waiting, XCom, partial results, cancel and
+    the end of the wait are the same for a saved query, ad-hoc SQL and a view refresh.
+    """
+
+    ui_color = "#f4603e"
+
+    def __init__(
+        self,
+        *,
+        performance: str | None = "medium",
+        allow_partial_results: bool = False,
+        push_rows_to_xcom: bool = False,
+        max_xcom_rows: int = 1000,
+        dune_conn_id: str = DuneHook.default_conn_name,
+        wait_for_termination: bool = True,
+        deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
+        poll_interval: float = 10,
+        timeout: float | None = None,
+        cancel_on_kill: bool = True,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        if poll_interval <= 0:
+            raise DuneConfigurationError(f"poll_interval must be positive, got {poll_interval}.")
+        if timeout is not None and timeout <= 0:
+            raise DuneConfigurationError(f"timeout must be positive seconds or None, got {timeout}.")
+        if not 0 < max_xcom_rows <= XCOM_ROWS_HARD_LIMIT:
+            raise DuneConfigurationError(
+                f"max_xcom_rows must be between 1 and {XCOM_ROWS_HARD_LIMIT:,}, got {max_xcom_rows}. "
+                "For bigger results use DuneResultsToStorageOperator."
+            )
+        if push_rows_to_xcom and not wait_for_termination:
+            raise DuneConfigurationError("push_rows_to_xcom needs wait_for_termination=True.")
+        self.performance = performance
+        self.allow_partial_results = allow_partial_results
+        self.push_rows_to_xcom = push_rows_to_xcom
+        self.max_xcom_rows = max_xcom_rows
+        self.dune_conn_id = dune_conn_id
+        self.wait_for_termination = wait_for_termination
+        self.deferrable = deferrable
+        self.poll_interval = poll_interval
+        self.timeout = timeout
+        self.cancel_on_kill = cancel_on_kill
+        self.execution_id: str | None = None
+
+    @cached_property
+    def hook(self) -> DuneHook:
+        return DuneHook(self.dune_conn_id)
+
+    @abstractmethod
+    def start_execution(self, context: Context) -> str:
+        """Validate the rendered arguments, start the execution on Dune, return its id."""
+
+    def execute(self, context: Context) -> str:
+        run = self.run_and_wait(context)
+        self.execution_id = run.ids["execution_id"]
+        return self.execution_id
+
+    def execute_complete(self, context: Context, event: dict[str, Any]) -> str:
+        """Called when the trigger fires: return the execution id or raise what went wrong."""
+        run = self.complete_from_event(context, event)
+        self.execution_id = run.ids["execution_id"]
+        return self.execution_id
+
+    def submit(self, context: Context) -> DuneExecutionRun:
+        self.execution_id = self.start_execution(context)
+        return self.run_from_ids({"execution_id": self.execution_id})
+
+    def run_from_ids(self, ids: Mapping[str, Any]) -> DuneExecutionRun:
+        return DuneExecutionRun(
+            self.hook, str(ids["execution_id"]), allow_partial_results=self.allow_partial_results
+        )
+
+    def make_trigger(self, run: RemoteRun, end_time: float | None) -> DuneExecutionTrigger:
+        return DuneExecutionTrigger(
+            execution_id=run.ids["execution_id"],
+            dune_conn_id=self.dune_conn_id,
+            poll_interval=self.poll_interval,
+            end_time=end_time,
+            allow_partial_results=self.allow_partial_results,
+            cancel_on_kill=self.cancel_on_kill,
+        )
+
+    def end_wait(self, run: RemoteRun, event: Mapping[str, Any], context: Context) -> None:
+        status = DuneExecutionRun.status_from_payload(event)
+        if status is not None and status.is_partial:
+            # Always said, whether or not partial results are allowed: the rows are not all there.
+            self.log.warning("%s", status.partial_warning())
+        super().end_wait(run, event, context)  # raises unless the execution succeeded
+        if self.push_rows_to_xcom:
+            self.push_rows(context, run.ids["execution_id"], status)
+        self.after_success(context, run.ids["execution_id"], status)
+
+    def after_success(self, context: Context, execution_id: str, status: ExecutionStatus | None) -> None:
+        """What a subclass does once the execution completed (the view operator emits Assets)."""
+
+    def push_rows(self, context: Context, execution_id: str, status: ExecutionStatus | None) -> None:
+        """XCom ``rows``: the whole result as a list of dicts, refused past ``max_xcom_rows``."""
+        total = status.metadata.total_row_count if status and status.metadata else None
+        if total is not None and total > self.max_xcom_rows:
+            raise self._too_large(execution_id, f"{total:,} rows")
+        rows: list[dict[str, Any]] = []
+        # One row more than allowed is enough to know the result is too large.
+        for row in self.hook.iter_results(
+            execution_id,
+            page_size=self.max_xcom_rows + 1,
+            allow_partial_results=self.allow_partial_results,
+        ):
+            rows.append(row)
+            if len(rows) > self.max_xcom_rows:
+                raise self._too_large(execution_id, "more rows")
+        context["ti"].xcom_push(key="rows", value=rows)
+        self.log.info("Pushed %d rows of execution %s to XCom 'rows'.", len(rows), execution_id)
+
+    def _too_large(self, execution_id: str, what: str) -> DuneResultTooLargeForXCom:
+        return DuneResultTooLargeForXCom(
+            f"Dune execution {execution_id} returned {what} than max_xcom_rows={self.max_xcom_rows:,}; "
+            "XCom lives in Airflow's metadata database and is meant for small results. Write the "
+            "result to storage with DuneResultsToStorageOperator, or narrow the query (hard limit "
+            f"{XCOM_ROWS_HARD_LIMIT:,} rows)."
+        )
+
+
+_EXECUTION_ARGS_DOC = """
+    :param allow_partial_results: when Dune truncates a too-large result
+        (``QUERY_STATE_COMPLETED_PARTIAL``), succeed with the partial result instead of failing.
+        A partial result is always logged as a warning.
+    :param push_rows_to_xcom: after success, push the result rows to XCom ``rows`` (a list of
+        dicts). Off by default: XCom is for small results.
+    :param max_xcom_rows: with ``push_rows_to_xcom``, fail with a clear error when the result has
+        more rows than this (at most 10,000).
+    :param dune_conn_id: the Airflow connection holding the API key.
+    :param wait_for_termination: wait for the execution to finish; when False the task ends once
+        it has started.
+    :param deferrable: wait in the triggerer instead of holding a worker slot. Defaults to
+        ``[operators] default_deferrable``.
+    :param poll_interval: seconds between status reads.
+    :param timeout: seconds to wait at most; ``None`` waits as long as the execution runs.
+    :param cancel_on_kill: cancel the execution when the task is killed or ``timeout`` ends
+        the wait.
+"""
+
+
+class DuneRunQueryOperator(_DuneExecutionOperator):
+    __doc__ = (
+        """
+    Runs one saved Dune query (``POST /v1/query/{query_id}/execute``) and by default waits for it.
+
+    The execution id is pushed to XCom (``execution_id``) as soon as Dune returns it and is the
+    task's return value. When the wait ends, XCom ``execution`` holds the state, timestamps,
+    ``result_metadata`` (row count, column names and types, datapoints, bytes) and ``error``.
+    The task fails when the execution failed (with Dune's error type, message, line and
+    column), was cancelled or expired. Unknown states count as still running (warned once).
+
+    :param query_id: the saved query to run. (templated)
+    :param query_parameters: values for the query's parameters, ``{"name": value}``. (templated)
+    :param performance: engine tier, ``small``, ``medium`` or ``large``. (templated)"""
+        + _EXECUTION_ARGS_DOC
+    )
+
+    template_fields: Sequence[str] = ("query_id", "query_parameters", "performance")
+    template_fields_renderers = {"query_parameters": "json"}
+    operator_extra_links = (DuneQueryLink(),)
+
+    def __init__(
+        self,
+        *,
+        query_id: int | str,
+        query_parameters: dict[str, Any] | str | None = None,
+        performance: str = "medium",
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(performance=performance, **kwargs)
+        self.query_id = query_id
+        self.query_parameters = query_parameters
+
+    def start_execution(self, context: Context) -> str:
+        request = build_pipeline_request(
+            query_id=self.query_id,
+            performance=self.performance,
+            query_parameters=_from_json(self.query_parameters, "query_parameters"),
+        )
+        context["ti"].xcom_push(
+            key=DuneQueryLink.key, value=DUNE_QUERY_URL.format(query_id=request["query_id"])
+        )
+        return self.hook.execute_query(
+            request["query_id"],
+            query_parameters=request.get("query_parameters"),
+            performance=request["performance"],
+        )
+
+
+class DuneRunSQLOperator(_DuneExecutionOperator):
+    __doc__ = (
+        """
+    Runs an ad-hoc Dune SQL statement (``POST /v1/sql/execute``) and by default waits for it.
+
+    Same waiting, XCom and failure behaviour as :class:`DuneRunQueryOperator`: the execution
+    id is the return value and XCom ``execution_id``; XCom ``execution`` holds the final
+    status and ``result_metadata``.
+
+    :param sql: the SQL to run, or a path ending in ``.sql`` to a file in the DAG folder.
+        (templated)
+    :param performance: engine tier, ``small``, ``medium`` or ``large``. (templated)"""
+        + _EXECUTION_ARGS_DOC
+    )
+
+    template_fields: Sequence[str] = ("sql", "performance")
+    template_ext: Sequence[str] = (".sql",)
+    template_fields_renderers = {"sql": "sql"}
+
+    def __init__(self, *, sql: str, performance: str = "medium", **kwargs: Any) -> None:
+        super().__init__(performance=performance, **kwargs)
+        self.sql = sql
+
+    def start_execution(self, context: Context) -> str:
+        return self.hook.execute_sql(self.sql, performance=str(self.performance))
+
+
+class DuneRefreshMaterializedViewOperator(_DuneExecutionOperator):
+    __doc__ = (
+        """
+    Refreshes a Dune materialized view (``POST /v1/materialized-views/{name}/refresh``) and by
+    default waits until the refresh execution has finished.
+
+    On success the view is recorded as refreshed: an Airflow Asset (a Dataset on Airflow 2.11)
+    with URI ``dune://materialized-views/<full view name>``, so a downstream DAG can use
+    ``schedule=[dune_view_asset("dune.team.result_x")]`` (``airflow_provider_dune.assets``).
+    Given a full literal name the Asset is the task's declared outlet; a short or templated
+    name is resolved to the full name at run time and recorded through the
+    ``dune-materialized-views`` asset alias.
+
+    :param name: the view, ideally its full name ``dune.<team>.result_<name>``. (templated)
+    :param performance: engine tier for this refresh; ``None`` uses the view's own tier.
+        (templated)"""
+        + _EXECUTION_ARGS_DOC
+    )
+
+    template_fields: Sequence[str] = ("name", "performance")
+
+    def __init__(self, *, name: str, performance: str | None = None, **kwargs: Any) -> None:
+        super().__init__(performance=performance, **kwargs)
+        self.name = name
+        if is_full_view_name(name):
+            self.outlets = [*(self.outlets or []), dune_view_asset(name)]
+        else:
+            self.outlets = [*(self.outlets or []), views_alias()]
+
+    def start_execution(self, context: Context) -> str:
+        refresh = self.hook.refresh_materialized_view(
+            str(self.name), performance=str(self.performance) if self.performance else None
+        )
+        return refresh.execution_id
+
+    def after_success(self, context: Context, execution_id: str, status: ExecutionStatus | None) -> None:
+        name = str(self.name)
+        if not is_full_view_name(name):
+            # The Asset names the view the way Dune does, whatever short form the DAG used.
+            name = self.hook.get_materialized_view(name).name
+        uris = emit_view_events(
+            context, [name], declared=self.outlets or [], extra={"execution_id": execution_id}
+        )
+        self.log.info("Materialized view refreshed (Asset event): %s", ", ".join(uris))
+
+
+class DuneRunQueryPipelineOperator(DuneRunPipelineOperator):
+    """
+    Runs a query's predefined pipeline (``POST /v1/query/{query_id}/pipeline/execute``): every
+    materialized view the query reads, refreshed upstream first, then the query itself.
+
+    Waits, fails, cancels and hands ids downstream exactly like
+    :class:`DuneRunPipelineOperator` (XCom ``pipeline_execution_id`` and ``node_executions``),
+    and records every refreshed view as an Asset event through the ``dune-materialized-views``
+    alias. To see the pipeline without running it, use ``DuneHook.get_query_pipeline``.
+
+    :param query_id: the query whose pipeline runs. (templated)
+    :param query_parameters: parameters of the query. (templated)
+    :param performance: engine tier, ``small``, ``medium`` or ``large``. (templated)
+    :param dune_conn_id: the Airflow connection holding the API key.
+    :param wait_for_termination: wait for the pipeline to finish; when False the task ends once
+        the pipeline has started.
+    :param deferrable: wait in the triggerer instead of holding a worker slot. Defaults to
+        ``[operators] default_deferrable``.
+    :param poll_interval: seconds between status reads.
+    :param timeout: seconds to wait at most; ``None`` waits as long as the pipeline runs.
+    :param cancel_on_kill: cancel the pipeline's running nodes when the task is killed or
+        ``timeout`` ends the wait.
+    """
+
+    template_fields: Sequence[str] = ("query_id", "query_parameters", "performance")
+    template_fields_renderers = {"query_parameters": "json"}
+
+    def __init__(self, *, query_id: int | str, **kwargs: Any) -> None:
+        if "nodes" in kwargs:
+            raise DuneConfigurationError(
+                "DuneRunQueryPipelineOperator runs a query's own pipeline; for explicit nodes use "
+                "DuneRunPipelineOperator(nodes=...)."
+            )
+        super().__init__(query_id=query_id, **kwargs)
+
+    def submit(self, context: Context) -> DunePipelineRun:
+        request = build_pipeline_request(
+            query_id=self.query_id,
+            performance=self.performance,
+            query_parameters=_from_json(self.query_parameters, "query_parameters"),
+        )
+        context["ti"].xcom_push(
+            key=DuneQueryLink.key, value=DUNE_QUERY_URL.format(query_id=request["query_id"])
+        )
+        pid = self.hook.execute_query_pipeline(
+            request["query_id"],
+            performance=request["performance"],
+            query_parameters=request.get("query_parameters"),
+        )
+        self.pipeline_execution_id = pid
+        return DunePipelineRun(self.hook, pid)

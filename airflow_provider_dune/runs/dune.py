@@ -7,7 +7,7 @@ from typing import Any, ClassVar
 
 from airflow_provider_dune.exceptions import DuneError
 from airflow_provider_dune.hooks.dune import DuneHook
-from airflow_provider_dune.models.dune import PipelineStatus
+from airflow_provider_dune.models.dune import ExecutionStatus, PipelineStatus, parse_execution_status
 from airflow_provider_dune.runs.base import RemoteRun, RunState
 from airflow_provider_dune.runs.outcome import RunOutcome
 
@@ -52,9 +52,19 @@ class DunePipelineRun(RemoteRun):
     def cancel(self) -> list[str]:
         # Dune has no pipeline cancel endpoint: a pipeline stops when its running nodes do.
         status = self.hook.get_pipeline_status(self.pipeline_execution_id)
-        if status.outcome is not RunOutcome.RUNNING:
-            return []
-        return self.hook.cancel_pipeline(status)
+        cancelled = []
+        for execution_id in _running_executions(status):
+            self.hook.cancel_execution(execution_id)
+            cancelled.append(execution_id)
+        return cancelled
+
+    async def acancel(self) -> list[str]:
+        status = await self.hook.aget_pipeline_status(self.pipeline_execution_id)
+        cancelled = []
+        for execution_id in _running_executions(status):
+            await self.hook.acancel_execution(execution_id)
+            cancelled.append(execution_id)
+        return cancelled
 
     def failure_details(self, payload: Mapping[str, Any]) -> str:
         """The error type, line and column of each failed node, read from its execution."""
@@ -74,6 +84,72 @@ class DunePipelineRun(RemoteRun):
             if error is not None and error.position():
                 details.append(f"  node {node.get('node_id')}: {error.position()}")
         return "\n".join(details)
+
+    def throttle_count(self) -> int:
+        return self.hook.rate_limited_count
+
+
+def _running_executions(status: PipelineStatus) -> list[str]:
+    """Execution ids of the nodes still running: what cancelling a pipeline means."""
+    if status.outcome is not RunOutcome.RUNNING:
+        return []
+    return [n.execution_id for n in status.nodes if n.outcome is RunOutcome.RUNNING and n.execution_id]
+
+
+class DuneExecutionRun(RemoteRun):
+    """One query execution (a saved query, ad-hoc SQL or a view refresh).
+
+    Its payload is ``execution``: the status in the API's shape (state, timestamps,
+    ``result_metadata``, ``error``). ``allow_partial_results`` decides whether a truncated
+    result (``COMPLETED_PARTIAL``) counts as success.
+    """
+
+    kind = "Dune execution"
+    xcom_keys = ("execution",)
+    empty_payload: ClassVar[Mapping[str, Any]] = {"execution": {}}
+
+    def __init__(self, hook: DuneHook, execution_id: str, *, allow_partial_results: bool = False) -> None:
+        self.hook = hook
+        self.execution_id = execution_id
+        self.allow_partial_results = allow_partial_results
+
+    @property
+    def ids(self) -> dict[str, Any]:
+        return {"execution_id": self.execution_id}
+
+    def state_of(self, status: ExecutionStatus) -> RunState:
+        return RunState(
+            outcome=status.decide(allow_partial_results=self.allow_partial_results),
+            summary=status.summary(),
+            message=status.end_message(allow_partial_results=self.allow_partial_results),
+            payload={"execution": status.to_dict()},
+        )
+
+    def get_state(self) -> RunState:
+        return self.state_of(self.hook.get_execution_status(self.execution_id))
+
+    async def aget_state(self) -> RunState:
+        return self.state_of(await self.hook.aget_execution_status(self.execution_id))
+
+    def cancel(self) -> list[str]:
+        status = self.hook.get_execution_status(self.execution_id)
+        if status.outcome is not RunOutcome.RUNNING:
+            return []
+        return [self.execution_id] if self.hook.cancel_execution(self.execution_id) else []
+
+    async def acancel(self) -> list[str]:
+        status = await self.hook.aget_execution_status(self.execution_id)
+        if status.outcome is not RunOutcome.RUNNING:
+            return []
+        return [self.execution_id] if await self.hook.acancel_execution(self.execution_id) else []
+
+    @staticmethod
+    def status_from_payload(payload: Mapping[str, Any]) -> ExecutionStatus | None:
+        """The typed status an end event carries, or ``None`` when no status was read."""
+        raw = payload.get("execution")
+        if not raw:
+            return None
+        return parse_execution_status(str(raw.get("execution_id") or payload.get("execution_id")), raw)
 
     def throttle_count(self) -> int:
         return self.hook.rate_limited_count

@@ -9,9 +9,9 @@ from typing import Any
 from airflow.providers.common.compat.sdk import conf
 
 from airflow_provider_dune.hooks.dune import DuneHook
-from airflow_provider_dune.runs.dune import DunePipelineRun
+from airflow_provider_dune.runs.dune import DuneExecutionRun, DunePipelineRun
 from airflow_provider_dune.sensors.base import RemoteRunSensor
-from airflow_provider_dune.triggers.dune import DunePipelineTrigger
+from airflow_provider_dune.triggers.dune import DuneExecutionTrigger, DunePipelineTrigger
 
 
 class DunePipelineSensor(RemoteRunSensor):
@@ -58,4 +58,63 @@ class DunePipelineSensor(RemoteRunSensor):
             dune_conn_id=self.dune_conn_id,
             poll_interval=poll_interval,
             end_time=end_time,
+            # The sensor did not start the pipeline: killing the sensor must not stop it.
+            cancel_on_kill=False,
+        )
+
+
+class DuneExecutionSensor(RemoteRunSensor):
+    """
+    Waits for one Dune query execution (started by another task or outside Airflow) to end.
+
+    ``poke`` returns False while the execution is pending or executing, True when it
+    completed, and fails the task when it failed (with Dune's error type, message, line and
+    column), was cancelled or expired. A truncated result (``COMPLETED_PARTIAL``) fails too
+    unless ``allow_partial_results=True``; it is always logged as a warning. In deferrable
+    mode the wait happens in the triggerer with :class:`DuneExecutionTrigger`. When it ends,
+    XCom ``execution`` holds the state, timestamps and ``result_metadata``.
+
+    :param execution_id: the execution to wait for. (templated)
+    :param allow_partial_results: accept a truncated (``COMPLETED_PARTIAL``) result as success.
+    :param dune_conn_id: the Airflow connection holding the API key.
+    :param deferrable: wait in the triggerer. Defaults to ``[operators] default_deferrable``.
+    """
+
+    template_fields: Sequence[str] = ("execution_id",)
+    ui_color = "#f4603e"
+
+    def __init__(
+        self,
+        *,
+        execution_id: str,
+        allow_partial_results: bool = False,
+        dune_conn_id: str = DuneHook.default_conn_name,
+        deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
+        **kwargs: Any,
+    ) -> None:
+        kwargs.setdefault("poke_interval", 10)
+        super().__init__(**kwargs)
+        self.execution_id = execution_id
+        self.allow_partial_results = allow_partial_results
+        self.dune_conn_id = dune_conn_id
+        self.deferrable = deferrable
+
+    @cached_property
+    def hook(self) -> DuneHook:
+        return DuneHook(self.dune_conn_id)
+
+    def remote_run(self) -> DuneExecutionRun:
+        return DuneExecutionRun(
+            self.hook, str(self.execution_id), allow_partial_results=self.allow_partial_results
+        )
+
+    def make_trigger(self, poll_interval: float, end_time: float | None) -> DuneExecutionTrigger:
+        return DuneExecutionTrigger(
+            execution_id=str(self.execution_id),
+            dune_conn_id=self.dune_conn_id,
+            poll_interval=poll_interval,
+            end_time=end_time,
+            allow_partial_results=self.allow_partial_results,
+            # The sensor did not start the execution: killing it must not cancel it.
+            cancel_on_kill=False,
         )

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from airflow_provider_dune.hooks.dune import DuneHook
-from airflow_provider_dune.runs.dune import DunePipelineRun
+from airflow_provider_dune.runs.dune import DuneExecutionRun, DunePipelineRun
 from airflow_provider_dune.triggers.base import RemoteRunTrigger
 
 
@@ -22,6 +22,8 @@ class DunePipelineTrigger(RemoteRunTrigger):
     :param dune_conn_id: the Airflow connection holding the API key.
     :param poll_interval: seconds between status reads (stretched while Dune answers 429).
     :param end_time: epoch seconds after which the wait ends with a ``timeout`` event.
+    :param cancel_on_kill: cancel the pipeline's running nodes when a user kills the deferred
+        task (mark failed/success, clear). False when the waiting task did not start it.
     """
 
     def __init__(
@@ -30,8 +32,9 @@ class DunePipelineTrigger(RemoteRunTrigger):
         dune_conn_id: str = DuneHook.default_conn_name,
         poll_interval: float = 10,
         end_time: float | None = None,
+        cancel_on_kill: bool = True,
     ) -> None:
-        super().__init__(poll_interval=poll_interval, end_time=end_time)
+        super().__init__(poll_interval=poll_interval, end_time=end_time, cancel_on_kill=cancel_on_kill)
         self.pipeline_execution_id = pipeline_execution_id
         self.dune_conn_id = dune_conn_id
 
@@ -43,8 +46,60 @@ class DunePipelineTrigger(RemoteRunTrigger):
                 "dune_conn_id": self.dune_conn_id,
                 "poll_interval": self.poll_interval,
                 "end_time": self.end_time,
+                "cancel_on_kill": self.cancel_on_kill,
             },
         )
 
     def remote_run(self) -> DunePipelineRun:
         return DunePipelineRun(DuneHook(self.dune_conn_id), self.pipeline_execution_id)
+
+
+class DuneExecutionTrigger(RemoteRunTrigger):
+    """
+    Polls one Dune query execution until it ends, then fires one event.
+
+    The event payload is ``{"status": "success" | "error" | "timeout", "execution_id",
+    "execution", "message"}``, where ``execution`` is the last status read (state,
+    timestamps, ``result_metadata``, ``error``). Like :class:`DunePipelineTrigger` it keeps
+    no state beyond its arguments and never holds the API key.
+
+    :param execution_id: the execution to watch.
+    :param dune_conn_id: the Airflow connection holding the API key.
+    :param poll_interval: seconds between status reads (stretched while Dune answers 429).
+    :param end_time: epoch seconds after which the wait ends with a ``timeout`` event.
+    :param allow_partial_results: count a truncated result (``COMPLETED_PARTIAL``) as success.
+    :param cancel_on_kill: cancel the execution when a user kills the deferred task (mark
+        failed/success, clear). False when the waiting task did not start it.
+    """
+
+    def __init__(
+        self,
+        execution_id: str,
+        dune_conn_id: str = DuneHook.default_conn_name,
+        poll_interval: float = 10,
+        end_time: float | None = None,
+        allow_partial_results: bool = False,
+        cancel_on_kill: bool = True,
+    ) -> None:
+        super().__init__(poll_interval=poll_interval, end_time=end_time, cancel_on_kill=cancel_on_kill)
+        self.execution_id = execution_id
+        self.dune_conn_id = dune_conn_id
+        self.allow_partial_results = allow_partial_results
+
+    def serialize(self) -> tuple[str, dict[str, Any]]:
+        return (
+            f"{type(self).__module__}.{type(self).__qualname__}",
+            {
+                "execution_id": self.execution_id,
+                "dune_conn_id": self.dune_conn_id,
+                "poll_interval": self.poll_interval,
+                "end_time": self.end_time,
+                "allow_partial_results": self.allow_partial_results,
+                "cancel_on_kill": self.cancel_on_kill,
+            },
+        )
+
+    def remote_run(self) -> DuneExecutionRun:
+        return DuneExecutionRun(
+            DuneHook(self.dune_conn_id), self.execution_id, allow_partial_results=self.allow_partial_results
+        )

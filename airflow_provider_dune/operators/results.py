@@ -1,0 +1,283 @@
+"""Moving a Dune result out of Dune: stream it, page by page, to any Airflow object storage path."""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import io
+import json
+from collections.abc import Iterator, Sequence
+from functools import cached_property
+from typing import IO, TYPE_CHECKING, Any, Literal
+
+from airflow.providers.common.compat.sdk import BaseOperator, ObjectStoragePath
+
+from airflow_provider_dune.exceptions import DuneConfigurationError, DuneError
+from airflow_provider_dune.hooks.dune import DEFAULT_RESULT_PAGE_ROWS, DuneHook
+from airflow_provider_dune.models.dune import ResultPage, find_node_execution
+from airflow_provider_dune.runs.outcome import RunOutcome
+
+if TYPE_CHECKING:
+    from airflow.providers.common.compat.sdk import Context
+
+ResultFormat = Literal["csv", "jsonl", "parquet"]
+FORMATS: tuple[str, ...] = ("csv", "jsonl", "parquet")
+
+
+class DuneResultNotReady(DuneError):
+    """The execution has no result to copy: still running, failed, cancelled, expired or partial."""
+
+
+class DuneResultsToStorageOperator(BaseOperator):
+    """
+    Streams the result of a Dune execution to a file on Airflow object storage.
+
+    The result is read page by page (``page_size`` rows a request) and each page is written
+    before the next is fetched, so memory stays flat however large the result is. The path is
+    an Airflow ``ObjectStoragePath``: ``file:///data/x.csv``, ``s3://bucket/x.parquet``,
+    ``gs://...`` or anything else Airflow's object storage (fsspec) reaches, with
+    ``storage_conn_id`` for its credentials. Returns ``{"path", "rows", "format",
+    "execution_id"}``.
+
+    Say which execution in one of three ways:
+
+    * ``execution_id``: directly, or templated, e.g. ``"{{ ti.xcom_pull('run_query') }}"``.
+    * ``source_task_id`` alone: the ``execution_id`` XCom of a ``DuneRunQueryOperator``,
+      ``DuneRunSQLOperator`` or ``DuneRefreshMaterializedViewOperator`` task.
+    * ``source_task_id`` with ``pipeline_node_id`` or ``query_id``: one node of a pipeline operator's
+      ``node_executions`` XCom.
+
+    :param path: where to write, a URL or ``ObjectStoragePath``; ``{{ ds }}`` and friends work.
+        (templated)
+    :param format: ``csv`` (Dune's own CSV, header once), ``jsonl`` (one JSON object a line) or
+        ``parquet`` (one row group a page; needs ``pip install 'airflow-provider-dune[parquet]'``).
+    :param execution_id: the execution whose result to copy. (templated)
+    :param source_task_id: the task whose XCom names the execution. (templated)
+    :param pipeline_node_id: with ``source_task_id`` of a pipeline task: the node whose result to copy.
+        (templated)
+    :param query_id: with ``source_task_id`` of a pipeline task: the node running this query.
+        (templated)
+    :param columns: only these columns. (templated)
+    :param filters: a filter Dune applies to the rows, e.g. ``"volume_usd > 1000"``. (templated)
+    :param sort_by: sort order Dune applies, e.g. ``"volume_usd desc"``. (templated)
+    :param page_size: rows per request.
+    :param allow_partial_results: copy a truncated (``COMPLETED_PARTIAL``) result instead of
+        failing; a warning is logged either way.
+    :param storage_conn_id: Airflow connection for the object store (not needed for local files).
+    :param dune_conn_id: the Airflow connection holding the Dune API key.
+    """
+
+    template_fields: Sequence[str] = (
+        "path",
+        "execution_id",
+        "source_task_id",
+        "pipeline_node_id",
+        "query_id",
+        "columns",
+        "filters",
+        "sort_by",
+    )
+    ui_color = "#f4603e"
+
+    def __init__(
+        self,
+        *,
+        path: str | ObjectStoragePath,
+        format: ResultFormat = "csv",
+        execution_id: str | None = None,
+        source_task_id: str | None = None,
+        pipeline_node_id: int | str | None = None,
+        query_id: int | str | None = None,
+        columns: list[str] | None = None,
+        filters: str | None = None,
+        sort_by: str | list[str] | None = None,
+        page_size: int = DEFAULT_RESULT_PAGE_ROWS,
+        allow_partial_results: bool = False,
+        storage_conn_id: str | None = None,
+        dune_conn_id: str = DuneHook.default_conn_name,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        if format not in FORMATS:
+            raise DuneConfigurationError(f"format must be one of {', '.join(FORMATS)}, got {format!r}.")
+        if (execution_id is None) == (source_task_id is None):
+            raise DuneConfigurationError(
+                "Give exactly one of execution_id or source_task_id (the task whose XCom names it)."
+            )
+        if (pipeline_node_id is not None or query_id is not None) and source_task_id is None:
+            raise DuneConfigurationError(
+                "pipeline_node_id and query_id pick a node of source_task_id's pipeline."
+            )
+        if pipeline_node_id is not None and query_id is not None:
+            raise DuneConfigurationError("Give pipeline_node_id or query_id, not both.")
+        if page_size <= 0:
+            raise DuneConfigurationError(f"page_size must be a positive number of rows, got {page_size}.")
+        if format == "parquet":
+            _require_pyarrow()
+        self.path = path
+        self.format = format
+        self.execution_id = execution_id
+        self.source_task_id = source_task_id
+        self.pipeline_node_id = pipeline_node_id
+        self.query_id = query_id
+        self.columns = columns
+        self.filters = filters
+        self.sort_by = sort_by
+        self.page_size = page_size
+        self.allow_partial_results = allow_partial_results
+        self.storage_conn_id = storage_conn_id
+        self.dune_conn_id = dune_conn_id
+
+    @cached_property
+    def hook(self) -> DuneHook:
+        return DuneHook(self.dune_conn_id)
+
+    def resolve_execution_id(self, context: Context) -> str:
+        if self.execution_id:
+            return str(self.execution_id)
+        ti = context["ti"]
+        if self.pipeline_node_id is None and self.query_id is None:
+            value = ti.xcom_pull(task_ids=self.source_task_id, key="execution_id")
+            if not value:
+                raise DuneConfigurationError(
+                    f"Task {self.source_task_id!r} pushed no 'execution_id' XCom. For a pipeline task, "
+                    "also give pipeline_node_id or query_id."
+                )
+            return str(value)
+        nodes = ti.xcom_pull(task_ids=self.source_task_id, key="node_executions")
+        if not nodes:
+            raise DuneConfigurationError(f"Task {self.source_task_id!r} pushed no 'node_executions' XCom.")
+        return find_node_execution(
+            nodes,
+            node_id=int(self.pipeline_node_id) if self.pipeline_node_id is not None else None,
+            query_id=int(self.query_id) if self.query_id is not None else None,
+        )
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        execution_id = self.resolve_execution_id(context)
+        self._check_result_ready(execution_id)
+        path = self.path if isinstance(self.path, ObjectStoragePath) else self._storage_path(str(self.path))
+        _make_parent(path)
+        with path.open("wb") as out:
+            rows = {"csv": self._write_csv, "jsonl": self._write_jsonl, "parquet": self._write_parquet}[
+                self.format
+            ](execution_id, out)
+        self.log.info("Wrote %d rows of Dune execution %s to %s (%s).", rows, execution_id, path, self.format)
+        return {"path": str(path), "rows": rows, "format": self.format, "execution_id": execution_id}
+
+    def _storage_path(self, url: str) -> ObjectStoragePath:
+        if self.storage_conn_id:
+            return ObjectStoragePath(url, conn_id=self.storage_conn_id)
+        return ObjectStoragePath(url)
+
+    def _check_result_ready(self, execution_id: str) -> None:
+        status = self.hook.get_execution_status(execution_id)
+        if status.is_partial:
+            self.log.warning("%s", status.partial_warning())
+        if status.decide(allow_partial_results=self.allow_partial_results) is not RunOutcome.SUCCEEDED:
+            message = status.end_message(allow_partial_results=self.allow_partial_results)
+            if status.outcome is RunOutcome.RUNNING:
+                message = f"{status.label()} has not finished (state {status.state}); wait for it first."
+            raise DuneResultNotReady(f"No result to copy: {message}")
+
+    def _pages(self, execution_id: str) -> Iterator[ResultPage]:
+        return self.hook.iter_result_pages(execution_id, **self._paging())
+
+    def _paging(self) -> dict[str, Any]:
+        return {
+            "columns": self.columns,
+            "filters": self.filters,
+            "sort_by": self.sort_by,
+            "page_size": self.page_size,
+            "allow_partial_results": self.allow_partial_results,
+        }
+
+    def _write_csv(self, execution_id: str, out: IO[bytes]) -> int:
+        records = 0
+        for chunk in self.hook.iter_results_csv(execution_id, **self._paging()):
+            out.write(chunk)
+            # Each chunk is whole pages, so parsing it counts rows exactly, quoted newlines included.
+            records += sum(1 for _ in csv.reader(io.StringIO(chunk.decode("utf-8", errors="replace"))))
+        return max(0, records - 1)  # the header
+
+    def _write_jsonl(self, execution_id: str, out: IO[bytes]) -> int:
+        rows = 0
+        for page in self._pages(execution_id):
+            out.write(
+                "".join(json.dumps(row, ensure_ascii=False, default=str) + "\n" for row in page.rows).encode()
+            )
+            rows += len(page.rows)
+        return rows
+
+    def _write_parquet(self, execution_id: str, out: IO[bytes]) -> int:
+        pa, pq = _require_pyarrow()
+        writer = None
+        rows = 0
+        try:
+            for page in self._pages(execution_id):
+                if writer is None:
+                    schema = arrow_schema(
+                        pa, page.column_names or list(page.rows[0] if page.rows else []), page.column_types
+                    )
+                    writer = pq.ParquetWriter(out, schema)
+                table = pa.Table.from_pylist(
+                    [_coerce(row, writer.schema) for row in page.rows], schema=writer.schema
+                )
+                writer.write_table(table)
+                rows += len(page.rows)
+        finally:
+            if writer is not None:
+                writer.close()
+        return rows
+
+
+def _require_pyarrow() -> tuple[Any, Any]:
+    try:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+    except ImportError:
+        raise DuneConfigurationError(
+            "format='parquet' needs pyarrow: pip install 'airflow-provider-dune[parquet]'."
+        ) from None
+    return pa, pq
+
+
+def _make_parent(path: ObjectStoragePath) -> None:
+    # Local paths need their folder; object stores have none, and some refuse mkdir.
+    with contextlib.suppress(OSError, NotImplementedError):
+        path.parent.mkdir(parents=True, exist_ok=True)
+
+
+# Dune column types (Trino's) to Arrow; anything else is kept as text, never guessed.
+_INTEGER_TYPES = ("bigint", "integer", "int", "smallint", "tinyint", "hugeint", "ubigint", "uinteger")
+_FLOAT_TYPES = ("double", "real", "float")
+
+
+def arrow_schema(pa: Any, names: Sequence[str], types: Sequence[str]) -> Any:
+    """The Parquet schema from Dune's column names and types (strings when a type is unknown)."""
+    fields = []
+    for index, name in enumerate(names):
+        kind = (types[index] if index < len(types) else "").strip().lower()
+        if kind in _INTEGER_TYPES:
+            arrow_type = pa.int64()
+        elif kind in _FLOAT_TYPES or kind.startswith("decimal"):
+            arrow_type = pa.float64()
+        elif kind == "boolean":
+            arrow_type = pa.bool_()
+        else:
+            arrow_type = pa.string()
+        fields.append(pa.field(name, arrow_type))
+    return pa.schema(fields)
+
+
+def _coerce(row: dict[str, Any], schema: Any) -> dict[str, Any]:
+    """Bring JSON values to the column's Arrow type (text columns keep lists/objects as JSON)."""
+    out: dict[str, Any] = {}
+    for field in schema:
+        value = row.get(field.name)
+        if value is not None and str(field.type) == "string" and not isinstance(value, str):
+            value = json.dumps(value) if isinstance(value, (list, dict)) else str(value)
+        elif value is not None and str(field.type) == "double":
+            value = float(value)
+        out[field.name] = value
+    return out

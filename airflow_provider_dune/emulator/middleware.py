@@ -1,5 +1,8 @@
 """Per-request plumbing in the order a real API applies it: auth, then faults, then the handler,
-with every ``/api/`` request recorded in the request log."""
+with every ``/api/`` request recorded in the request log.
+
+The Maia endpoints (``/dpc/``, ``/oauth/``) go through the same steps with Maia's bearer auth
+and Maia's error format (``application/problem+json``)."""
 
 from __future__ import annotations
 
@@ -7,11 +10,12 @@ import asyncio
 import hmac
 import logging
 import time
+from collections.abc import Callable
 
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from airflow_provider_dune.emulator import faults
+from airflow_provider_dune.emulator import faults, routes_maia
 from airflow_provider_dune.emulator.faults import FaultDecision
 from airflow_provider_dune.emulator.http_support import ApiError, error_response, state_of
 from airflow_provider_dune.emulator.request_log import RequestLogEntry
@@ -23,6 +27,8 @@ ADMIN_PREFIX = "/_emulator/"
 HEALTH_PATH = "/_emulator/health"
 _GATEWAY_HTML = "<html><head><title>{0}</title></head><body><center><h1>{0}</h1></center></body></html>\n"
 _GATEWAY_REASONS = {502: "502 Bad Gateway", 504: "504 Gateway Time-out"}
+# How an error body looks: Dune's {"error": ...} or Maia's problem+json.
+ErrorFormat = Callable[[int, str], web.Response]
 
 
 class _Dropped(Exception):
@@ -32,21 +38,29 @@ class _Dropped(Exception):
 @web.middleware
 async def emulator_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     path = request.path
-    if not path.startswith(API_PREFIX):
+    maia = path.startswith(routes_maia.MAIA_PREFIXES)
+    if not path.startswith(API_PREFIX) and not maia:
         if path.startswith(ADMIN_PREFIX) and path != HEALTH_PATH and not _authorized(request):
             return error_response(401, "invalid API Key")
         return await _handle(request, handler)
     state = state_of(request)
-    key_in_url = "api_key" in request.query
+    if maia:
+        key_in_url = "access_token" in request.query or "client_secret" in request.query
+        errors: ErrorFormat = routes_maia.problem_response
+        allowed = routes_maia.authorized(request)
+    else:
+        key_in_url = "api_key" in request.query
+        errors = error_response
+        allowed = _authorized(request)
     fault: FaultDecision | None = None
     status: int | None = None
     try:
-        if not _authorized(request):
+        if not allowed:
             # The api_key query parameter is deliberately not honoured: keys in URLs leak into logs.
-            response: web.StreamResponse = error_response(401, "invalid API Key")
+            response: web.StreamResponse = errors(401, "invalid API Key" if not maia else "Unauthorized")
         else:
             fault = state.faults.decide(request.method, path)
-            response = await _respond(request, handler, fault)
+            response = await _respond(request, handler, fault, errors)
         status = response.status
         return response
     except _Dropped:
@@ -64,17 +78,19 @@ def _authorized(request: web.Request) -> bool:
     return supplied is not None and hmac.compare_digest(supplied.encode(), state_of(request).api_key.encode())
 
 
-async def _respond(request: web.Request, handler: Handler, fault: FaultDecision | None) -> web.StreamResponse:
+async def _respond(
+    request: web.Request, handler: Handler, fault: FaultDecision | None, errors: ErrorFormat = error_response
+) -> web.StreamResponse:
     if fault is None:
-        return await _handle(request, handler)
+        return await _handle(request, handler, errors)
     if fault.name == faults.SLOW:
         await asyncio.sleep(fault.rule.slow_seconds)
-        return await _handle(request, handler)
+        return await _handle(request, handler, errors)
     if fault.before_work:
         if fault.name == faults.DROP:
             _drop(request)
-        return _fault_response(fault)
-    response = await _handle(request, handler)
+        return _fault_response(fault, errors)
+    response = await _handle(request, handler, errors)
     if fault.name == faults.DROP:
         _drop(request)
     # Malformed: the work happened, but the client receives half a JSON document.
@@ -91,7 +107,7 @@ def _drop(request: web.Request) -> None:
     raise _Dropped
 
 
-def _fault_response(fault: FaultDecision) -> web.Response:
+def _fault_response(fault: FaultDecision, errors: ErrorFormat = error_response) -> web.Response:
     status = fault.status or 500
     if status == 429:
         headers = (
@@ -99,25 +115,27 @@ def _fault_response(fault: FaultDecision) -> web.Response:
             if fault.name == faults.RATE_LIMIT_RETRY_AFTER
             else {}
         )
-        response = error_response(429, "Too many requests, please slow down")
+        response = errors(429, "Too many requests, please slow down")
         response.headers.update(headers)
         return response
     if status in _GATEWAY_REASONS:
         return web.Response(
             text=_GATEWAY_HTML.format(_GATEWAY_REASONS[status]), status=status, content_type="text/html"
         )
-    return error_response(status, "Internal error" if status == 500 else "Service temporarily unavailable")
+    return errors(status, "Internal error" if status == 500 else "Service temporarily unavailable")
 
 
-async def _handle(request: web.Request, handler: Handler) -> web.StreamResponse:
+async def _handle(
+    request: web.Request, handler: Handler, errors: ErrorFormat = error_response
+) -> web.StreamResponse:
     try:
         return await handler(request)
     except ApiError as exc:
-        return error_response(exc.status, exc.message)
+        return errors(exc.status, exc.message)
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
-        return error_response(exc.status, exc.reason or "error")
+        return errors(exc.status, exc.reason or "error")
     except Exception:
         log.exception("emulator handler crashed on %s %s", request.method, request.path)
-        return error_response(500, "Internal error")
+        return errors(500, "Internal error")

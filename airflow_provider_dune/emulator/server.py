@@ -22,8 +22,15 @@ from airflow_provider_dune.emulator.app import build_app
 from airflow_provider_dune.emulator.catalog import Catalog
 from airflow_provider_dune.emulator.executions import ExecutionService
 from airflow_provider_dune.emulator.faults import FaultConfig, FaultInjector
+from airflow_provider_dune.emulator.maia_state import (
+    DEFAULT_CLIENT_ID,
+    DEFAULT_CLIENT_SECRET,
+    DEFAULT_PROJECT_ID,
+    MaiaService,
+)
 from airflow_provider_dune.emulator.pipelines import PipelineService
 from airflow_provider_dune.emulator.request_log import RequestLog
+from airflow_provider_dune.emulator.routes_maia import MAIA_TOKEN_PATH
 from airflow_provider_dune.emulator.sql_engine import SqlEngine
 from airflow_provider_dune.emulator.state import EmulatorState
 
@@ -46,9 +53,20 @@ class DuneEmulator:
         team: str | None = None,
         max_result_rows: int | None = None,
         request_log_size: int = 100_000,
+        maia_client_id: str = DEFAULT_CLIENT_ID,
+        maia_client_secret: str = DEFAULT_CLIENT_SECRET,
+        maia_execution_seconds: float | None = None,
+        maia_token_seconds: int = 1800,
     ) -> None:
         if execution_seconds < 0:
             raise ValueError("execution_seconds must be >= 0")
+        # The Maia side of the emulator (see maia_state); its runs last as long as Dune's by default.
+        self._maia = MaiaService(
+            client_id=maia_client_id,
+            client_secret=maia_client_secret,
+            execution_seconds=execution_seconds if maia_execution_seconds is None else maia_execution_seconds,
+            token_seconds=maia_token_seconds,
+        )
         self._api_key = api_key
         self._catalog_source = catalog
         self._team = team
@@ -137,7 +155,7 @@ class DuneEmulator:
         try:
             state.materialize_catalog_views()
             # No access log: it would cost more than the status handler itself under polling load.
-            runner = web.AppRunner(build_app(state), access_log=None, shutdown_timeout=1.0)
+            runner = web.AppRunner(build_app(state, self._maia), access_log=None, shutdown_timeout=1.0)
             await runner.setup()
             site = web.TCPSite(runner, self._host, self._requested_port, reuse_address=True)
             await site.start()
@@ -189,6 +207,78 @@ class DuneEmulator:
 
     def connection_env(self, conn_id: str = "dune_default") -> dict[str, str]:
         return {f"AIRFLOW_CONN_{conn_id.upper()}": self.airflow_conn_json()}
+
+    # -- Maia ----------------------------------------------------------------------------------
+
+    @property
+    def maia_base_url(self) -> str:
+        """Stands for ``https://{region}.api.matillion.com/dpc``: a Maia connection's ``base_url`` extra."""
+        return f"{self.url}/dpc"
+
+    @property
+    def maia_token_url(self) -> str:
+        """Stands for Matillion's token endpoint: the ``token_url`` extra of a Maia connection."""
+        return self.url + MAIA_TOKEN_PATH
+
+    @property
+    def maia_client_id(self) -> str:
+        return self._maia.client_id
+
+    @property
+    def maia_client_secret(self) -> str:
+        return self._maia.client_secret
+
+    @property
+    def maia_project_id(self) -> str:
+        """The one emulated project (environments ``Dev`` and ``Prod``)."""
+        return DEFAULT_PROJECT_ID
+
+    @property
+    def maia_execution_seconds(self) -> float:
+        return self._maia.execution_seconds
+
+    @maia_execution_seconds.setter
+    def maia_execution_seconds(self, value: float) -> None:
+        """Applies to Maia runs started afterwards."""
+        self._maia.execution_seconds = value
+
+    def maia_airflow_conn_json(self) -> str:
+        """The value for ``AIRFLOW_CONN_MAIA_DEFAULT``."""
+        return json.dumps(
+            {
+                "conn_type": "maia",
+                "login": self.maia_client_id,
+                "password": self.maia_client_secret,
+                "extra": {"base_url": self.maia_base_url, "token_url": self.maia_token_url},
+            }
+        )
+
+    def maia_connection_env(self, conn_id: str = "maia_default") -> dict[str, str]:
+        return {f"AIRFLOW_CONN_{conn_id.upper()}": self.maia_airflow_conn_json()}
+
+    def maia_execution_status(self, pipeline_execution_id: str) -> str:
+        """Status of a Maia execution, read in-process (not logged, no faults)."""
+
+        async def read() -> str:
+            execution = self._maia.executions.get(pipeline_execution_id)
+            if execution is None:
+                raise KeyError(pipeline_execution_id)
+            return self._maia.status_of(execution)
+
+        result: str = self._call(read)
+        return result
+
+    def maia_revoke_tokens(self) -> None:
+        """Every Maia token issued so far answers 401 from now on."""
+
+        async def revoke() -> None:
+            self._maia.revoke_tokens()
+
+        self._call(revoke)
+
+    @property
+    def maia_tokens_issued(self) -> int:
+        return self._maia.tokens_issued
 
     # -- test controls -----------------------------------------------------------------------
 

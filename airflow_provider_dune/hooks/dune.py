@@ -24,6 +24,7 @@ from airflow.providers.common.compat.connection import get_async_connection, get
 from airflow.providers.common.compat.sdk import AirflowNotFoundException, BaseHook, mask_secret
 
 from airflow_provider_dune import __version__
+from airflow_provider_dune.connection_forms import DUNE_BEHAVIOUR, plain_extras
 from airflow_provider_dune.exceptions import DuneApiError, DuneConfigurationError, DuneResponseError
 from airflow_provider_dune.hooks.retry import RetryPolicy, parse_retry_after
 from airflow_provider_dune.models.dune import (
@@ -214,15 +215,7 @@ class DuneHook(BaseHook):
 
     @classmethod
     def get_ui_field_behaviour(cls) -> dict[str, Any]:
-        return {
-            "hidden_fields": ["schema", "port", "login"],
-            "relabeling": {"password": "API key", "host": "Base URL"},
-            "placeholders": {
-                "password": "Your Dune API key (dune.com > Settings > API)",
-                "host": f"{DEFAULT_BASE_URL} (leave empty for Dune; set for the local emulator)",
-                "extra": '{"timeout": 30, "retry_limit": 6, "retry_delay": 1, "retry_max_seconds": 300}',
-            },
-        }
+        return DUNE_BEHAVIOUR
 
     # ------------------------------------------------------------------ credentials
 
@@ -731,7 +724,7 @@ def _extras(conn: Any, extras: Any) -> Mapping[str, Any]:
         raise DuneConfigurationError(
             f"The extras of connection {conn.conn_id!r} must be a JSON object, got {type(extras).__name__}."
         )
-    return extras
+    return plain_extras(dict(extras), "dune")
 
 
 def _check_raw(reply: _Reply, method: str, path: str, starts_work: bool) -> _Reply:

@@ -190,6 +190,7 @@ def test_the_sensor_trigger_never_cancels_a_pipeline_it_did_not_start(threaded_d
     [
         ({"timeout": 5, "retry_limit": 2, "retry_delay": 0.1, "retry_max_seconds": 9}, (5, 2, 0.1, 9)),
         ({}, (30, 6, 1.0, 300)),
+        ({"extra__dune__retry_limit": 3, "extra__dune__timeout": 7}, (7, 3, 1.0, 300)),
     ],
 )
 def test_retry_settings_come_from_connection_extras(monkeypatch, extras, expected):

@@ -26,6 +26,13 @@ def test_every_example_dag_imports_cleanly():
         "example_dune_pipeline_refresh",
         "example_dune_explicit_nodes",
         "example_dune_pipeline_sensor",
+        "example_dune_run_query",
+        "example_dune_run_sql",
+        "example_dune_execution_sensor",
+        "example_dune_query_pipeline",
+        "example_dune_refresh_view",
+        "example_dune_results_to_storage",
+        "example_maia_pipeline",
     }
     assert len(bag.dags) == len(EXAMPLES)
 
@@ -79,3 +86,88 @@ def test_sensor_example_waits_in_the_triggerer(dune_emulator):
     assert dune_emulator.pipeline_status(pid)["status"] == "completed"
     assert result.xcom("wait_for_pipeline", "node_executions")[-1]["status"] == "completed"
     assert dune_emulator.request_log.count(method="POST", path_prefix="/api/v1/pipelines/execute") == 1
+
+
+@pytest.mark.usefixtures("airflow_db")
+@pytest.mark.dune_emulator(execution_seconds=0.2)
+def test_run_query_example(dune_emulator):
+    result = _run_example("example_dune_run_query")
+    assert result.state == "success"
+    execution = result.xcom("run_query", "execution")
+    assert execution["state"] == "QUERY_STATE_COMPLETED"
+    assert f"{execution['result_metadata']['total_row_count']} rows" in result.xcom("describe")
+    assert dune_emulator.request_log.count(method="POST", path_prefix="/api/v1/query/1001/execute") == 1
+
+
+@pytest.mark.usefixtures("airflow_db")
+def test_run_sql_example_hands_rows_downstream(dune_emulator):
+    result = _run_example("example_dune_run_sql")
+    assert result.state == "success"
+    rows = result.xcom("top_projects", "rows")
+    assert len(rows) == 5 == result.xcom("report")
+    assert [r["volume_usd"] for r in rows] == sorted((r["volume_usd"] for r in rows), reverse=True)
+
+
+@pytest.mark.usefixtures("airflow_db")
+@pytest.mark.dune_emulator(execution_seconds=0.3)
+def test_execution_sensor_example(dune_emulator):
+    result = _run_example("example_dune_execution_sensor")
+    assert result.state == "success"
+    execution_id = result.xcom("start_query", "execution_id")
+    assert result.xcom("wait_for_query", "execution")["execution_id"] == execution_id
+
+
+@pytest.mark.usefixtures("airflow_db")
+@pytest.mark.dune_emulator(execution_seconds=0.2)
+def test_query_pipeline_example_saves_the_query_node(dune_emulator, tmp_path, monkeypatch):
+    monkeypatch.setenv("DUNE_DEMO_OUTPUT", f"file://{tmp_path}")
+    result = _run_example("example_dune_query_pipeline")
+    assert result.state == "success"
+    nodes = result.xcom("run_query_pipeline", "node_executions")
+    saved = result.xcom("save_query_result")
+    assert saved["execution_id"] == nodes[-1]["execution_id"]
+    assert saved["rows"] == len((tmp_path / saved["path"].rsplit("/", 1)[1]).read_text().splitlines()) > 0
+
+
+@pytest.mark.usefixtures("airflow_db")
+@pytest.mark.dune_emulator(execution_seconds=0.2)
+def test_refresh_view_example(dune_emulator):
+    result = _run_example("example_dune_refresh_view")
+    assert result.state == "success"
+    execution_id = result.xcom("refresh_dex_daily_volume")
+    assert dune_emulator.execution_status(execution_id)["state"] == "QUERY_STATE_COMPLETED"
+    assert dune_emulator.request_log.count(method="POST", path_prefix="/api/v1/materialized-views/") == 1
+
+
+@pytest.mark.usefixtures("airflow_db")
+@pytest.mark.dune_emulator(execution_seconds=0.2)
+def test_results_to_storage_example_writes_parquet(dune_emulator, tmp_path, monkeypatch):
+    import pyarrow.parquet as pq
+
+    monkeypatch.setenv("DUNE_DEMO_OUTPUT", f"file://{tmp_path}")
+    result = _run_example("example_dune_results_to_storage")
+    assert result.state == "success"
+    saved = result.xcom("save_as_parquet")
+    table = pq.read_table(tmp_path / saved["path"].rsplit("/", 1)[1])
+    assert table.num_rows == saved["rows"] > 0
+    assert table.column_names == ["block_date", "project", "trades", "volume_usd"]
+
+
+@pytest.mark.usefixtures("airflow_db")
+# Runs that end at once: the example polls every 2 s, and deferral is covered in tests/maia.
+@pytest.mark.dune_emulator(maia_execution_seconds=0.0)
+def test_maia_example_runs_both_pipelines(dune_emulator, monkeypatch):
+    monkeypatch.setenv("AIRFLOW_CONN_MAIA_DEFAULT", dune_emulator.maia_airflow_conn_json())
+    result = _run_example("example_maia_pipeline")
+    assert result.state == "success"
+    assert result.task_states == {
+        "load_orders": "success",
+        "start_marts": "success",
+        "wait_for_marts": "success",
+    }
+    for task in ("load_orders", "wait_for_marts"):
+        assert result.xcom(task, "pipeline_status") == "SUCCESS"
+    marts = result.xcom("start_marts", "pipeline_execution_id")
+    assert dune_emulator.maia_execution_status(marts) == "SUCCESS"
+    assert dune_emulator.request_log.count(method="POST", path_prefix="/dpc/") == 2
+    assert dune_emulator.request_log.count(key_in_url=True) == 0

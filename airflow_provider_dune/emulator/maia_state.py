@@ -1,0 +1,198 @@
+"""The emulated Maia (Matillion Data Productivity Cloud) account: credentials, tokens, executions.
+
+Pipelines are not real: what a run does is decided by its name, so example DAGs and tests
+can ask for every outcome:
+
+=========================  ==========================================================
+pipeline name contains     what happens
+=========================  ==========================================================
+``fail``                   RUNNING, then FAILED
+``skip``                   RUNNING, then SKIPPED
+``forbidden``              RUNNING, then FORBIDDEN
+``unknown``                UNKNOWN while it runs, then SUCCESS
+``unpublished``            the start is refused: 400 problem+json with violations
+anything else              RUNNING, then SUCCESS
+=========================  ==========================================================
+
+A run takes ``execution_seconds``, or the ``emulator_seconds`` scalar variable when given.
+A cancel (``forceUpdate: false``) shows CANCELLING for ``cancel_seconds``, then CANCELLED;
+``forceUpdate: true`` cancels at once. Everything runs on the server's one event loop.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import web
+
+DEFAULT_CLIENT_ID = "maia-emulator-client"
+DEFAULT_CLIENT_SECRET = "maia-emulator-secret"
+# The example project id of Maia's own API guide.
+DEFAULT_PROJECT_ID = "3fa85f64-5717-4562-b3fc-2c963f66afa6"
+DEFAULT_ENVIRONMENTS = ("Dev", "Prod")
+
+RUNNING = "RUNNING"
+UNKNOWN = "UNKNOWN"
+CANCELLING = "CANCELLING"
+CANCELLED = "CANCELLED"
+TERMINAL = frozenset({"SUCCESS", "FAILED", "SKIPPED", "FORBIDDEN", CANCELLED})
+
+
+class MaiaProblem(Exception):
+    """Raised by handlers; answered as ``application/problem+json``."""
+
+    def __init__(self, status: int, detail: str, violations: tuple[str, ...] = ()) -> None:
+        super().__init__(detail)
+        self.status = status
+        self.detail = detail
+        self.violations = violations
+
+
+@dataclass
+class MaiaExecution:
+    id: str
+    project_id: str
+    pipeline_name: str
+    environment_name: str
+    scalar_variables: dict[str, str]
+    grid_variables: dict[str, Any]
+    started: float
+    duration: float
+    final_status: str
+    running_status: str = RUNNING
+    cancel_requested: float | None = None
+    forced: bool = False
+
+    def status(self, now: float, cancel_seconds: float) -> str:
+        if self.cancel_requested is not None:
+            if self.forced or now >= self.cancel_requested + cancel_seconds:
+                return CANCELLED
+            return CANCELLING
+        if now >= self.started + self.duration:
+            return self.final_status
+        return self.running_status
+
+
+@dataclass
+class MaiaService:
+    client_id: str = DEFAULT_CLIENT_ID
+    client_secret: str = DEFAULT_CLIENT_SECRET
+    execution_seconds: float = 0.5
+    token_seconds: int = 1800
+    cancel_seconds: float = 0.2
+    projects: dict[str, tuple[str, ...]] = field(
+        default_factory=lambda: {DEFAULT_PROJECT_ID: DEFAULT_ENVIRONMENTS}
+    )
+    executions: dict[str, MaiaExecution] = field(default_factory=dict)
+    tokens: dict[str, float] = field(default_factory=dict)
+    tokens_issued: int = 0
+
+    # -- tokens -------------------------------------------------------------------------------
+
+    def issue_token(self) -> str:
+        token = "maia-emulated-" + secrets.token_urlsafe(24)
+        self.tokens[token] = time.monotonic() + self.token_seconds
+        self.tokens_issued += 1
+        return token
+
+    def token_valid(self, token: str) -> bool:
+        expires = self.tokens.get(token)
+        return expires is not None and time.monotonic() < expires
+
+    def revoke_tokens(self) -> None:
+        """Every issued token answers 401 from now on, as after a credential rotation."""
+        self.tokens.clear()
+
+    # -- executions ---------------------------------------------------------------------------
+
+    def require_project(self, project_id: str) -> tuple[str, ...]:
+        environments = self.projects.get(project_id)
+        if environments is None:
+            raise MaiaProblem(404, f"Project {project_id} not found")
+        return environments
+
+    def start(self, project_id: str, body: dict[str, Any]) -> MaiaExecution:
+        environments = self.require_project(project_id)
+        name, environment = body.get("pipelineName"), body.get("environmentName")
+        violations = []
+        if not isinstance(name, str) or not name:
+            violations.append("pipelineName: must not be blank")
+        if not isinstance(environment, str) or not environment:
+            violations.append("environmentName: must not be blank")
+        elif environment not in environments:
+            violations.append(f"environmentName: no environment {environment!r} in this project")
+        scalars = body.get("scalarVariables") or {}
+        grids = body.get("gridVariables") or {}
+        if not isinstance(scalars, dict) or not all(isinstance(v, str) for v in scalars.values()):
+            violations.append("scalarVariables: must map variable names to string values")
+        if not isinstance(grids, dict):
+            violations.append("gridVariables: must map variable names to rows")
+        if isinstance(name, str) and "unpublished" in name.lower():
+            violations.append(f"pipelineName: pipeline {name!r} is not published in {environment!r}")
+        if violations:
+            raise MaiaProblem(400, "Invalid pipeline execution request", tuple(violations))
+        assert isinstance(name, str) and isinstance(environment, str)
+        lowered = name.lower()
+        final = "SUCCESS"
+        for marker, status in (("fail", "FAILED"), ("skip", "SKIPPED"), ("forbidden", "FORBIDDEN")):
+            if marker in lowered:
+                final = status
+                break
+        try:
+            duration = float(scalars.get("emulator_seconds", self.execution_seconds))
+        except ValueError:
+            raise MaiaProblem(
+                400, "Invalid pipeline execution request", ("emulator_seconds: not a number",)
+            ) from None
+        execution = MaiaExecution(
+            id=str(uuid.uuid4()),
+            project_id=project_id,
+            pipeline_name=name,
+            environment_name=environment,
+            scalar_variables=dict(scalars),
+            grid_variables=dict(grids),
+            started=time.monotonic(),
+            duration=max(0.0, duration),
+            final_status=final,
+            running_status=UNKNOWN if "unknown" in lowered else RUNNING,
+        )
+        self.executions[execution.id] = execution
+        return execution
+
+    def get(self, project_id: str, execution_id: str) -> MaiaExecution:
+        self.require_project(project_id)
+        try:
+            uuid.UUID(execution_id)
+        except ValueError:
+            raise MaiaProblem(400, f"pipelineExecutionId {execution_id!r} is not a UUID") from None
+        execution = self.executions.get(execution_id)
+        if execution is None or execution.project_id != project_id:
+            raise MaiaProblem(404, "Pipeline Execution not Found")
+        return execution
+
+    def status_of(self, execution: MaiaExecution) -> str:
+        return execution.status(time.monotonic(), self.cancel_seconds)
+
+    def cancel(self, project_id: str, execution_id: str, body: dict[str, Any]) -> MaiaExecution:
+        execution = self.get(project_id, execution_id)
+        violations = []
+        if body.get("status") != CANCELLED:
+            violations.append("status: must be CANCELLED")
+        if not isinstance(body.get("forceUpdate"), bool):
+            violations.append("forceUpdate: must be true or false")
+        if violations:
+            raise MaiaProblem(400, "Invalid pipeline termination request", tuple(violations))
+        current = self.status_of(execution)
+        if current in TERMINAL:
+            raise MaiaProblem(409, f"Pipeline execution {execution_id} has already finished ({current})")
+        if execution.cancel_requested is None:
+            execution.cancel_requested = time.monotonic()
+        execution.forced = execution.forced or body["forceUpdate"]
+        return execution
+
+
+MAIA_KEY = web.AppKey("maia_emulator_state", MaiaService)

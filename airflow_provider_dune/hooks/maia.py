@@ -1,0 +1,680 @@
+"""MaiaHook: the Maia (Matillion Data Productivity Cloud) connection and every call made to it.
+
+Auth is OAuth2 client credentials: the connection's login is the client id, its password the
+client secret. A bearer token is fetched from Matillion's token endpoint with a form POST,
+kept in a process-wide cache until shortly before it expires (so the many triggers of one
+triggerer share one token instead of fetching one each), and fetched anew once when the API
+answers 401. The secret and the tokens are registered with Airflow's secret masker, never
+logged, never put in trigger kwargs or XCom.
+
+The transport follows the Dune hook: one ``requests.Session`` per hook for sync calls, the
+event loop's shared aiohttp pool (:func:`~airflow_provider_dune.hooks.dune.shared_async_session`)
+for async ones, and the provider's one :class:`~airflow_provider_dune.hooks.retry.RetryPolicy`:
+reads, cancels and token requests are retried on 429, 5xx (504 included) and lost
+connections; the POST that starts a pipeline only when Maia certainly did not start it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import threading
+import time
+import weakref
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from functools import partial
+from typing import Any
+from urllib.parse import urlsplit
+
+import aiohttp
+import requests
+from airflow.providers.common.compat.connection import get_async_connection, get_async_extra_dejson
+from airflow.providers.common.compat.sdk import AirflowNotFoundException, BaseHook, mask_secret
+
+from airflow_provider_dune.connection_forms import MAIA_BEHAVIOUR, plain_extras
+from airflow_provider_dune.exceptions import (
+    DuneConfigurationError,
+    MaiaApiError,
+    MaiaResponseError,
+)
+from airflow_provider_dune.hooks.dune import USER_AGENT, shared_async_session
+from airflow_provider_dune.hooks.retry import RetryPolicy, parse_retry_after
+from airflow_provider_dune.models.maia import MaiaPipelineStatus, parse_pipeline_status, parse_problem
+
+REGIONS = ("eu1", "us1")
+DEFAULT_REGION = "eu1"
+BASE_URL_TEMPLATE = "https://{region}.api.matillion.com/dpc"
+DEFAULT_TOKEN_URL = "https://id.core.matillion.com/oauth/dpc/token"
+DEFAULT_AUDIENCE = "https://api.matillion.com"
+# A token lives 30 minutes (older docs: 2 hours). Refresh this long before it expires, so a
+# call never leaves with a token that dies in flight; at most a tenth of a short lifetime.
+REFRESH_MARGIN_SECONDS = 60.0
+DEFAULT_TOKEN_SECONDS = 1800.0
+
+
+def _now() -> float:
+    """The clock token lifetimes are measured on (monotonic; tests replace it)."""
+    return time.monotonic()
+
+
+@dataclass(frozen=True)
+class MaiaCredentials:
+    """Where Maia is and who we are. Never printed with its secret."""
+
+    base_url: str
+    token_url: str
+    client_id: str
+    client_secret: str
+    audience: str = DEFAULT_AUDIENCE
+
+    def __repr__(self) -> str:  # never print the secret, even in a debugger or a traceback
+        return (
+            f"MaiaCredentials(base_url={self.base_url!r}, token_url={self.token_url!r}, "
+            f"client_id={self.client_id!r}, client_secret=***)"
+        )
+
+    @property
+    def cache_key(self) -> str:
+        """Identifies the token's owner without keeping the secret itself as a dict key."""
+        raw = "\0".join((self.token_url, self.audience, self.client_id, self.client_secret))
+        return hashlib.sha256(raw.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class _Token:
+    value: str
+    refresh_at: float
+
+    def __repr__(self) -> str:
+        return f"_Token(***, refresh_at={self.refresh_at:.0f})"
+
+
+class _TokenCache:
+    """Bearer tokens per (token endpoint, client), shared by every hook in the process.
+
+    A triggerer runs many Maia triggers, each with its own hook; one cache means one token
+    request per client per half hour instead of one per trigger. Async fetches for one
+    client are serialised per event loop, so a triggerer that starts a thousand triggers at
+    once still asks for one token.
+    """
+
+    def __init__(self) -> None:
+        self._tokens: dict[str, _Token] = {}
+        self._lock = threading.Lock()
+        self._async_locks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, asyncio.Lock]] = (
+            weakref.WeakKeyDictionary()
+        )
+
+    def get(self, key: str) -> str | None:
+        with self._lock:
+            token = self._tokens.get(key)
+        return token.value if token is not None and _now() < token.refresh_at else None
+
+    def put(self, key: str, value: str, expires_in: float) -> None:
+        margin = min(REFRESH_MARGIN_SECONDS, expires_in / 10)
+        with self._lock:
+            self._tokens[key] = _Token(value, _now() + expires_in - margin)
+
+    def drop(self, key: str, value: str) -> None:
+        """Forget a token the API refused, unless another caller already replaced it."""
+        with self._lock:
+            token = self._tokens.get(key)
+            if token is not None and token.value == value:
+                del self._tokens[key]
+
+    def clear(self) -> None:
+        with self._lock:
+            self._tokens.clear()
+
+    def async_lock(self, key: str) -> asyncio.Lock:
+        loop = asyncio.get_running_loop()
+        with self._lock:
+            locks = self._async_locks.setdefault(loop, {})
+            return locks.setdefault(key, asyncio.Lock())
+
+
+tokens = _TokenCache()
+
+
+@dataclass(frozen=True)
+class _Reply:
+    """What one attempt produced: a response, or no response (``status=None``)."""
+
+    status: int | None
+    body: bytes = b""
+    content_type: str = ""
+    retry_after: float | None = None
+    # For status=None: whether the request may have reached the server before it failed.
+    sent: bool = True
+    transport_error: str = ""
+
+
+class _Retryable(Exception):
+    def __init__(self, error: MaiaApiError | MaiaResponseError, reply: _Reply) -> None:
+        self.error = error
+        self.reply = reply
+
+
+class MaiaHook(BaseHook):
+    """
+    Talks to the Maia (Matillion Data Productivity Cloud) public API with OAuth2 client credentials.
+
+    The connection (type ``maia``): login = API client id, password = client secret, and in
+    the extras either ``region`` (``eu1``, the default, or ``us1``) or ``base_url`` and
+    ``token_url``, which override the region's URLs (e.g. to reach the local emulator).
+    ``audience`` can be overridden too (default ``https://api.matillion.com``).
+
+    :param maia_conn_id: the Airflow connection holding the client id and secret.
+    :param timeout: seconds allowed for each HTTP call.
+    :param retry_limit: attempts in all for a call that may be retried.
+    :param retry_delay: first backoff in seconds (doubles each attempt, with jitter).
+    :param retry_max_seconds: overall time after which a retried call gives up.
+    """
+
+    conn_name_attr = "maia_conn_id"
+    default_conn_name = "maia_default"
+    conn_type = "maia"
+    hook_name = "Maia (Matillion DPC)"
+
+    def __init__(
+        self,
+        maia_conn_id: str = default_conn_name,
+        *,
+        timeout: float = 30.0,
+        retry_limit: int = 6,
+        retry_delay: float = 1.0,
+        retry_max_seconds: float = 300.0,
+    ) -> None:
+        super().__init__()
+        self.maia_conn_id = maia_conn_id
+        self.timeout = timeout
+        self.retry_policy = RetryPolicy(
+            max_attempts=retry_limit, base_delay=retry_delay, max_total_seconds=retry_max_seconds
+        )
+        self._creds: MaiaCredentials | None = None
+        self._session: requests.Session | None = None
+        # 429 answers seen by this hook; the polling loop stretches its interval when it grows.
+        self.rate_limited_count = 0
+
+    # ------------------------------------------------------------------ connection form
+
+    @classmethod
+    def get_connection_form_widgets(cls) -> dict[str, Any]:
+        from flask_appbuilder.fieldwidgets import BS3TextFieldWidget
+        from flask_babel import lazy_gettext
+        from wtforms import StringField
+
+        return {
+            "region": StringField(
+                lazy_gettext("Region"),
+                widget=BS3TextFieldWidget(),
+                description="eu1 or us1: where your Maia account lives.",
+            ),
+            "base_url": StringField(
+                lazy_gettext("API base URL (overrides region)"), widget=BS3TextFieldWidget()
+            ),
+            "token_url": StringField(
+                lazy_gettext("Token URL (overrides the default)"), widget=BS3TextFieldWidget()
+            ),
+        }
+
+    @classmethod
+    def get_ui_field_behaviour(cls) -> dict[str, Any]:
+        return MAIA_BEHAVIOUR
+
+    # ------------------------------------------------------------------ credentials
+
+    def _credentials_from(self, conn: Any, extras: Any) -> MaiaCredentials:
+        if not isinstance(extras, Mapping):
+            raise DuneConfigurationError(
+                f"The extras of connection {self.maia_conn_id!r} must be a JSON object."
+            )
+        client_id = (conn.login or "").strip()
+        secret = (conn.password or "").strip()
+        if not client_id or not secret:
+            raise DuneConfigurationError(
+                f"The Airflow connection {self.maia_conn_id!r} needs the Maia API client id as its "
+                "login and the client secret as its password (Maia > Profile & Account > API credentials)."
+            )
+        mask_secret(secret)
+        extras = plain_extras(dict(extras), "maia")
+        region = str(extras.get("region") or DEFAULT_REGION).strip().lower()
+        base_url = str(extras.get("base_url") or "").strip()
+        if not base_url:
+            if region not in REGIONS:
+                raise DuneConfigurationError(
+                    f"The connection {self.maia_conn_id!r} has region {region!r}; Maia regions are "
+                    f"{', '.join(REGIONS)}. Or set base_url and token_url in the extras."
+                )
+            base_url = BASE_URL_TEMPLATE.format(region=region)
+        token_url = str(extras.get("token_url") or DEFAULT_TOKEN_URL).strip()
+        for name, url in (("base_url", base_url), ("token_url", token_url)):
+            parts = urlsplit(url)
+            if parts.scheme not in ("http", "https") or not parts.netloc or parts.query:
+                raise DuneConfigurationError(
+                    f"The connection {self.maia_conn_id!r} has {name} {url!r}; it must be an http(s) "
+                    "URL without a query string."
+                )
+        audience = str(extras.get("audience") or DEFAULT_AUDIENCE).strip()
+        return MaiaCredentials(base_url.rstrip("/"), token_url, client_id, secret, audience)
+
+    def _missing_connection(self) -> DuneConfigurationError:
+        return DuneConfigurationError(
+            f"There is no Airflow connection {self.maia_conn_id!r}. Create it (Admin > Connections, "
+            "type 'Maia', client id as login, secret as password) or set "
+            f"AIRFLOW_CONN_{self.maia_conn_id.upper()}="
+            '\'{"conn_type": "maia", "login": "<client id>", "password": "<secret>", '
+            '"extra": {"region": "eu1"}}\'.'
+        )
+
+    def _credentials(self) -> MaiaCredentials:
+        if self._creds is None:
+            try:
+                conn = self.get_connection(self.maia_conn_id)
+            except AirflowNotFoundException:
+                raise self._missing_connection() from None
+            self._creds = self._credentials_from(conn, conn.extra_dejson)
+        return self._creds
+
+    async def _acredentials(self) -> MaiaCredentials:
+        # The sync lookup blocks the triggerer's loop (and on Airflow 3 can deadlock it).
+        if self._creds is None:
+            try:
+                conn = await get_async_connection(self.maia_conn_id, hook=self)
+            except AirflowNotFoundException:
+                raise self._missing_connection() from None
+            self._creds = self._credentials_from(conn, await get_async_extra_dejson(conn))
+        return self._creds
+
+    # ------------------------------------------------------------------ tokens
+
+    def _token_form(self, creds: MaiaCredentials) -> dict[str, str]:
+        return {
+            "grant_type": "client_credentials",
+            "client_id": creds.client_id,
+            "client_secret": creds.client_secret,
+            "audience": creds.audience,
+        }
+
+    def _store_token(self, creds: MaiaCredentials, payload: Any) -> str:
+        value = payload.get("access_token") if isinstance(payload, Mapping) else None
+        if not isinstance(value, str) or not value:
+            raise MaiaResponseError("Maia's token endpoint answered without an access_token.")
+        mask_secret(value)
+        try:
+            expires_in = float(payload.get("expires_in") or DEFAULT_TOKEN_SECONDS)
+        except (TypeError, ValueError):
+            expires_in = DEFAULT_TOKEN_SECONDS
+        tokens.put(creds.cache_key, value, expires_in)
+        return value
+
+    def _token(self, creds: MaiaCredentials) -> str:
+        cached = tokens.get(creds.cache_key)
+        if cached is not None:
+            return cached
+        path = urlsplit(creds.token_url).path
+        payload = self._with_retries(
+            lambda: self._send(
+                "POST", creds.token_url, {"Accept": "application/json"}, form=self._token_form(creds)
+            ),
+            "POST",
+            path,
+            starts_work=False,
+        )
+        self.log.info("Fetched a Maia access token for client %s.", creds.client_id)
+        return self._store_token(creds, payload)
+
+    async def _atoken(self, creds: MaiaCredentials) -> str:
+        cached = tokens.get(creds.cache_key)
+        if cached is not None:
+            return cached
+        async with tokens.async_lock(creds.cache_key):
+            # Another trigger may have fetched it while this one waited for the lock.
+            cached = tokens.get(creds.cache_key)
+            if cached is not None:
+                return cached
+            path = urlsplit(creds.token_url).path
+            payload = await self._awith_retries(
+                lambda: self._asend(
+                    "POST", creds.token_url, {"Accept": "application/json"}, form=self._token_form(creds)
+                ),
+                "POST",
+                path,
+                starts_work=False,
+            )
+            self.log.info("Fetched a Maia access token for client %s.", creds.client_id)
+            return self._store_token(creds, payload)
+
+    @staticmethod
+    def _api_headers(token: str) -> dict[str, str]:
+        return {"Authorization": f"Bearer {token}", "Accept": "application/json"}
+
+    # ------------------------------------------------------------------ sync transport
+
+    def get_session(self) -> requests.Session:
+        if self._session is None:
+            self._session = requests.Session()
+            self._session.headers["User-Agent"] = USER_AGENT
+        return self._session
+
+    def _send(
+        self,
+        method: str,
+        url: str,
+        headers: Mapping[str, str],
+        *,
+        json_body: Any = None,
+        form: Mapping[str, str] | None = None,
+    ) -> _Reply:
+        try:
+            resp = self.get_session().request(
+                method, url, json=json_body, data=form, headers=dict(headers), timeout=self.timeout
+            )
+        except (requests.ConnectionError, requests.Timeout) as exc:
+            return _transport_failure(exc, _connect_phase(exc), url)
+        return _Reply(
+            resp.status_code,
+            resp.content,
+            resp.headers.get("Content-Type", ""),
+            parse_retry_after(resp.headers.get("Retry-After")),
+        )
+
+    def _with_retries(self, send: Callable[[], _Reply], method: str, path: str, *, starts_work: bool) -> Any:
+        first = time.monotonic()
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                return _interpret(send(), method, path, starts_work)
+            except _Retryable as retry:
+                delay = self._next_delay(retry, attempt, first, starts_work)
+                self.log.warning("%s Retrying in %.1fs (attempt %d).", retry.error, delay, attempt + 1)
+                time.sleep(delay)
+
+    def _request(self, method: str, path: str, *, starts_work: bool = False, json_body: Any = None) -> Any:
+        """One API call under the retry policy, with one fresh token after a 401."""
+        creds = self._credentials()
+        url = creds.base_url + path
+        for last_try in (False, True):
+            token = self._token(creds)
+            try:
+                return self._with_retries(
+                    partial(self._send, method, url, self._api_headers(token), json_body=json_body),
+                    method,
+                    path,
+                    starts_work=starts_work,
+                )
+            except MaiaApiError as exc:
+                if exc.status_code != 401 or last_try:
+                    raise
+                # Revoked or expired early: a 401 is answered before any work, so one retry is safe.
+                self.log.info("Maia refused the access token (HTTP 401); fetching a new one.")
+                tokens.drop(creds.cache_key, token)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _next_delay(self, retry: _Retryable, attempt: int, first: float, starts_work: bool) -> float:
+        """The wait before the next attempt, or raise when the policy says stop."""
+        policy = self.retry_policy
+        reply = retry.reply
+        if reply.status == 429:
+            self.rate_limited_count += 1
+        if not policy.should_retry(starts_work=starts_work, status=reply.status, request_sent=reply.sent):
+            raise retry.error
+        delay = policy.delay(attempt, reply.retry_after)
+        elapsed = time.monotonic() - first
+        if not policy.has_budget(attempt, elapsed, delay):
+            error = retry.error
+            if isinstance(error, MaiaApiError):
+                raise MaiaApiError(
+                    error.status_code,
+                    error.title,
+                    f"{error.detail} (gave up after {attempt} attempts over {elapsed:.0f}s)".strip(),
+                    error.violations,
+                    method=error.method,
+                    path=error.path,
+                    may_have_started=error.may_have_started,
+                )
+            raise MaiaResponseError(f"{error} Gave up after {attempt} attempts over {elapsed:.0f}s.")
+        return delay
+
+    # ------------------------------------------------------------------ async transport
+
+    async def _asend(
+        self,
+        method: str,
+        url: str,
+        headers: Mapping[str, str],
+        *,
+        json_body: Any = None,
+        form: Mapping[str, str] | None = None,
+    ) -> _Reply:
+        session = shared_async_session()
+        try:
+            async with session.request(
+                method,
+                url,
+                json=json_body,
+                data=form,
+                headers=dict(headers),
+                timeout=aiohttp.ClientTimeout(total=self.timeout),
+            ) as resp:
+                return _Reply(
+                    resp.status,
+                    await resp.read(),
+                    resp.headers.get("Content-Type", ""),
+                    parse_retry_after(resp.headers.get("Retry-After")),
+                )
+        except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+            connect_phase = isinstance(exc, (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError))
+            return _transport_failure(exc, connect_phase, url)
+
+    async def _awith_retries(
+        self, send: Callable[[], Awaitable[_Reply]], method: str, path: str, *, starts_work: bool
+    ) -> Any:
+        first = time.monotonic()
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                return _interpret(await send(), method, path, starts_work)
+            except _Retryable as retry:
+                delay = self._next_delay(retry, attempt, first, starts_work)
+                self.log.warning("%s Retrying in %.1fs (attempt %d).", retry.error, delay, attempt + 1)
+                await asyncio.sleep(delay)
+
+    async def _arequest(
+        self, method: str, path: str, *, starts_work: bool = False, json_body: Any = None
+    ) -> Any:
+        """The async twin of :meth:`_request`, on the event loop's shared connection pool."""
+        creds = await self._acredentials()
+        url = creds.base_url + path
+        for last_try in (False, True):
+            token = await self._atoken(creds)
+            try:
+                return await self._awith_retries(
+                    partial(self._asend, method, url, self._api_headers(token), json_body=json_body),
+                    method,
+                    path,
+                    starts_work=starts_work,
+                )
+            except MaiaApiError as exc:
+                if exc.status_code != 401 or last_try:
+                    raise
+                self.log.info("Maia refused the access token (HTTP 401); fetching a new one.")
+                tokens.drop(creds.cache_key, token)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    # ------------------------------------------------------------------ API: pipeline executions
+
+    def start_pipeline(
+        self,
+        project_id: str,
+        pipeline_name: str,
+        environment_name: str,
+        *,
+        scalar_variables: Mapping[str, str] | None = None,
+        grid_variables: Mapping[str, list[list[str]]] | None = None,
+    ) -> str:
+        """Start a published pipeline and return its ``pipelineExecutionId``.
+
+        ``POST /v1/projects/{projectId}/pipeline-executions``. Retried only when Maia
+        certainly did not start it (429, or no connection made).
+        """
+        path = f"/v1/projects/{_path_id(project_id)}/pipeline-executions"
+        body: dict[str, Any] = {"pipelineName": pipeline_name, "environmentName": environment_name}
+        if scalar_variables:
+            body["scalarVariables"] = dict(scalar_variables)
+        if grid_variables:
+            body["gridVariables"] = dict(grid_variables)
+        payload = self._request("POST", path, starts_work=True, json_body=body)
+        value = payload.get("pipelineExecutionId") if isinstance(payload, Mapping) else None
+        if not isinstance(value, str) or not value:
+            raise MaiaResponseError(
+                f"Maia accepted POST {path} but its answer has no 'pipelineExecutionId'; the pipeline "
+                "may have started. Check the pipeline runs in Maia before re-running."
+            )
+        return value
+
+    def get_pipeline_status(self, project_id: str, pipeline_execution_id: str) -> MaiaPipelineStatus:
+        """``GET /v1/projects/{projectId}/pipeline-executions/{id}/status``."""
+        payload = self._request("GET", _status_path(project_id, pipeline_execution_id))
+        return parse_pipeline_status(project_id, pipeline_execution_id, payload)
+
+    async def aget_pipeline_status(self, project_id: str, pipeline_execution_id: str) -> MaiaPipelineStatus:
+        payload = await self._arequest("GET", _status_path(project_id, pipeline_execution_id))
+        return parse_pipeline_status(project_id, pipeline_execution_id, payload)
+
+    def cancel_pipeline(self, project_id: str, pipeline_execution_id: str, *, force: bool = False) -> str:
+        """Stop a running pipeline execution; returns its id.
+
+        Maia's "Pipeline termination" call,
+        https://docs.maia.ai/api-reference/pipeline-execution/pipeline-termination :
+        ``PATCH /v1/projects/{projectId}/pipeline-executions/{pipelineExecutionId}`` with
+        ``{"status": "CANCELLED", "forceUpdate": false}``. ``force=True`` sends
+        ``forceUpdate: true``, which Maia documents as terminating the execution forcefully.
+        Setting the same status twice changes nothing, so it is retried like a read.
+        """
+        payload = self._request(
+            "PATCH", _execution_path(project_id, pipeline_execution_id), json_body=_cancel_body(force)
+        )
+        return _cancelled_id(payload, pipeline_execution_id)
+
+    async def acancel_pipeline(
+        self, project_id: str, pipeline_execution_id: str, *, force: bool = False
+    ) -> str:
+        payload = await self._arequest(
+            "PATCH", _execution_path(project_id, pipeline_execution_id), json_body=_cancel_body(force)
+        )
+        return _cancelled_id(payload, pipeline_execution_id)
+
+    # ------------------------------------------------------------------ connection test
+
+    def test_connection(self) -> tuple[bool, str]:
+        """Fetch a token and list one project: proves the credentials and the base URL."""
+        policy = self.retry_policy
+        # The connection form waits on this call: answer in seconds, not after minutes of retries.
+        self.retry_policy = RetryPolicy(max_attempts=2, base_delay=0.5, max_total_seconds=5)
+        try:
+            self._request("GET", "/v1/projects?size=1")
+        except MaiaApiError as exc:
+            if exc.status_code in (400, 401, 403):
+                return False, f"Maia rejected the credentials (HTTP {exc.status_code}): {exc.message}"
+            return False, str(exc)
+        except Exception as exc:
+            return False, str(exc)
+        finally:
+            self.retry_policy = policy
+        return True, "Connected to Maia: the client credentials were accepted."
+
+
+def _interpret(reply: _Reply, method: str, path: str, starts_work: bool) -> Any:
+    """Decoded JSON of a good reply; :class:`_Retryable` for anything else (the policy decides)."""
+    if reply.status is None:
+        error = MaiaApiError(
+            None, reply.transport_error, method=method, path=path, may_have_started=starts_work and reply.sent
+        )
+        raise _Retryable(error, reply)
+    if reply.status >= 400:
+        problem = parse_problem(reply.body, reply.content_type)
+        error = MaiaApiError(
+            reply.status,
+            problem.title,
+            problem.detail,
+            problem.violations,
+            method=method,
+            path=path,
+            may_have_started=starts_work and reply.status >= 500,
+        )
+        raise _Retryable(error, reply)
+    try:
+        return json.loads(reply.body)
+    except ValueError:
+        snippet = "an empty body" if not reply.body.strip() else f"{len(reply.body)} bytes that are not JSON"
+        text = f"Maia API {method} {path} returned {snippet}."
+        if starts_work:
+            # Maia accepted the work but we cannot read its id: resubmitting could run it twice.
+            raise MaiaResponseError(f"{text} The pipeline may have started; it was not retried.") from None
+        # A garbled read is worth another try, like a 5xx.
+        raise _Retryable(
+            MaiaResponseError(text), _Reply(None, sent=True, transport_error="malformed body")
+        ) from None
+
+
+def _transport_failure(exc: BaseException, connect_phase: bool, url: str) -> _Reply:
+    host = urlsplit(url).netloc
+    if connect_phase:
+        text = f"could not connect to {host} ({type(exc).__name__})"
+    else:
+        text = f"connection to {host} lost or timed out after sending ({type(exc).__name__})"
+    return _Reply(None, sent=not connect_phase, transport_error=text)
+
+
+def _connect_phase(exc: requests.RequestException) -> bool:
+    """Whether a requests failure happened while connecting, so nothing was sent."""
+    if isinstance(exc, requests.ConnectTimeout):
+        return True
+    from urllib3.exceptions import NewConnectionError
+
+    cause: BaseException | None = exc
+    for _ in range(6):
+        if cause is None:
+            return False
+        if isinstance(cause, NewConnectionError):
+            return True
+        # requests wraps urllib3's MaxRetryError, which holds the real failure in .reason.
+        reason = getattr(cause, "reason", None)
+        first_arg = cause.args[0] if cause.args else None
+        if isinstance(reason, BaseException):
+            cause = reason
+        elif isinstance(first_arg, BaseException):
+            cause = first_arg
+        else:
+            cause = cause.__cause__ or cause.__context__
+    return False
+
+
+def _path_id(value: str) -> str:
+    """An id placed in a URL path: refuse anything that would change the path."""
+    text = str(value).strip()
+    if not text or any(c in text for c in "/?#%\\ ") or not text.isprintable():
+        raise DuneConfigurationError(f"{value!r} is not a valid Maia id.")
+    return text
+
+
+def _execution_path(project_id: str, pipeline_execution_id: str) -> str:
+    return f"/v1/projects/{_path_id(project_id)}/pipeline-executions/{_path_id(pipeline_execution_id)}"
+
+
+def _status_path(project_id: str, pipeline_execution_id: str) -> str:
+    return _execution_path(project_id, pipeline_execution_id) + "/status"
+
+
+def _cancel_body(force: bool) -> dict[str, Any]:
+    return {"status": "CANCELLED", "forceUpdate": force}
+
+
+def _cancelled_id(payload: Any, pipeline_execution_id: str) -> str:
+    value = payload.get("pipelineExecutionId") if isinstance(payload, Mapping) else None
+    return value if isinstance(value, str) and value else pipeline_execution_id

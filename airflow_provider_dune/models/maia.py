@@ -1,0 +1,152 @@
+"""Maia (Matillion Data Productivity Cloud) payloads as typed objects, and the status decision.
+
+This is the only module that reads Maia's answers. ``GET .../pipeline-executions/{id}/status``
+documents eight states (``maia-pipeline-execution-status.md``):
+
+=====================  ==========================================================
+``SUCCESS``            succeeded
+``SKIPPED``            succeeded, with a warning; failed when ``fail_on_skipped``
+``FAILED``             failed
+``CANCELLED``          failed (stopped by someone or by this provider)
+``FORBIDDEN``          failed (the credentials may not run it)
+``RUNNING``            still going
+``CANCELLING``         still going: it ends as ``CANCELLED`` soon
+``UNKNOWN``            still going, warned once: Maia could not tell yet
+=====================  ==========================================================
+
+A state not in the list never crashes anything: it counts as still going and is warned once.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from airflow_provider_dune.exceptions import MaiaResponseError
+from airflow_provider_dune.runs.outcome import RunOutcome, unknown_states
+
+SUCCESS = "SUCCESS"
+SKIPPED = "SKIPPED"
+FAILED = "FAILED"
+CANCELLED = "CANCELLED"
+FORBIDDEN = "FORBIDDEN"
+RUNNING = "RUNNING"
+CANCELLING = "CANCELLING"
+UNKNOWN = "UNKNOWN"
+
+_FAILURE_REASONS = {
+    FAILED: "failed; open the execution in Maia (Pipeline runs) to see which component failed",
+    CANCELLED: "was cancelled",
+    FORBIDDEN: "was refused (FORBIDDEN): the API credentials may not run pipelines in this project",
+}
+_STILL_RUNNING = {RUNNING, CANCELLING}
+_KIND = "Maia pipeline execution"
+
+
+@dataclass(frozen=True)
+class MaiaPipelineStatus:
+    """The answer of ``GET /v1/projects/{projectId}/pipeline-executions/{id}/status``."""
+
+    project_id: str
+    pipeline_execution_id: str
+    status: str
+
+    @property
+    def normalised(self) -> str:
+        return self.status.strip().upper()
+
+    def outcome(self, fail_on_skipped: bool = False) -> RunOutcome:
+        state = self.normalised
+        if state == SUCCESS:
+            return RunOutcome.SUCCEEDED
+        if state == SKIPPED:
+            return RunOutcome.FAILED if fail_on_skipped else RunOutcome.SUCCEEDED
+        if state in _FAILURE_REASONS:
+            return RunOutcome.FAILED
+        if state not in _STILL_RUNNING:
+            # UNKNOWN is documented but says nothing about the run; a new string says even less.
+            unknown_states.note(_KIND, self.status)
+        return RunOutcome.RUNNING
+
+    @property
+    def skipped(self) -> bool:
+        return self.normalised == SKIPPED
+
+    @property
+    def label(self) -> str:
+        return f"Maia pipeline execution {self.pipeline_execution_id} (project {self.project_id})"
+
+    def message(self, fail_on_skipped: bool = False) -> str:
+        """The line that ends the task: a success note or why the run failed."""
+        state = self.normalised
+        if state == SUCCESS:
+            return f"{self.label} succeeded."
+        if state == SKIPPED:
+            if fail_on_skipped:
+                return f"{self.label} was skipped (SKIPPED) and fail_on_skipped=True."
+            return f"{self.label} was skipped (SKIPPED): nothing ran; counted as success."
+        reason = _FAILURE_REASONS.get(state)
+        if reason is not None:
+            return f"{self.label} {reason}."
+        return f"{self.label} is {self.status}."
+
+
+def parse_pipeline_status(project_id: str, pipeline_execution_id: str, payload: Any) -> MaiaPipelineStatus:
+    status = payload.get("status") if isinstance(payload, Mapping) else None
+    if not isinstance(status, str) or not status.strip():
+        raise MaiaResponseError(
+            f"Maia's status answer for pipeline execution {pipeline_execution_id} has no 'status': "
+            f"{str(payload)[:200]}"
+        )
+    return MaiaPipelineStatus(project_id, pipeline_execution_id, status)
+
+
+@dataclass(frozen=True)
+class ProblemDetail:
+    """An ``application/problem+json`` error body (RFC 9457), as Maia sends it."""
+
+    title: str = ""
+    detail: str = ""
+    status: int | None = None
+    type: str = ""
+    violations: tuple[str, ...] = field(default_factory=tuple)
+
+
+_MAX_TEXT = 300
+
+
+def parse_problem(body: bytes, content_type: str = "") -> ProblemDetail:
+    """What an error body says, whatever came back: problem+json, OAuth JSON, HTML or text."""
+    if not body.strip():
+        return ProblemDetail(title="empty response body")
+    try:
+        payload = json.loads(body)
+    except ValueError:
+        payload = None
+    if isinstance(payload, Mapping):
+        violations = payload.get("violations")
+        status = payload.get("status")
+        problem = ProblemDetail(
+            # The token endpoint answers in OAuth's shape ({"error", "error_description"}).
+            title=_text(payload.get("title") or payload.get("error")),
+            detail=_text(payload.get("detail") or payload.get("error_description")),
+            status=status if isinstance(status, int) else None,
+            type=_text(payload.get("type")),
+            violations=tuple(_text(v) for v in violations) if isinstance(violations, list) else (),
+        )
+        if problem.title or problem.detail or problem.violations:
+            return problem
+        return ProblemDetail(title=f"unexpected JSON body: {body[:_MAX_TEXT].decode(errors='replace')}")
+    if "html" in content_type or body.lstrip()[:1] == b"<":
+        return ProblemDetail(
+            title="an HTML page instead of JSON (a proxy or gateway error, or a wrong base URL)"
+        )
+    return ProblemDetail(title=body[:_MAX_TEXT].decode(errors="replace").strip())
+
+
+def _text(value: Any) -> str:
+    if value is None:
+        return ""
+    return value if isinstance(value, str) else json.dumps(value)[:_MAX_TEXT]

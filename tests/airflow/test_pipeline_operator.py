@@ -284,7 +284,13 @@ def test_deferral_carries_only_ids_and_intervals(threaded_dune):
         op.execute({"ti": ti})
     assert ti.pushed["pipeline_execution_id"] == "P1"  # pushed before deferring
     _, kwargs = deferred.value.trigger.serialize()
-    assert set(kwargs) == {"pipeline_execution_id", "dune_conn_id", "poll_interval", "end_time"}
+    assert set(kwargs) == {
+        "pipeline_execution_id",
+        "dune_conn_id",
+        "poll_interval",
+        "end_time",
+        "cancel_on_kill",
+    }
     assert kwargs["poll_interval"] == 7
     assert TEST_API_KEY not in repr(kwargs)
     assert deferred.value.method_name == "execute_complete"

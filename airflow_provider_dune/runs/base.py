@@ -123,6 +123,11 @@ class _ProgressLog:
             self.last = state.summary
 
 
+def _rate_limited(exc: DuneError) -> bool:
+    """A read that met 429s past the hook's retries: a reason to slow down, not to give up."""
+    return getattr(exc, "status_code", None) == 429
+
+
 def wait_for_run(
     run: RemoteRun,
     *,
@@ -137,12 +142,21 @@ def wait_for_run(
     pacer = PollPacer(poll_interval)
     progress = _ProgressLog(run, log)
     throttles = run.throttle_count()
+    last: RunState | None = None
     while True:
-        state = run.get_state()
-        progress.note(state)
-        if state.outcome.is_terminal:
-            return state
-        wait = pacer.next_wait(run.throttle_count() > throttles)
+        try:
+            state: RunState | None = run.get_state()
+        except DuneError as exc:
+            if not _rate_limited(exc):
+                raise
+            log.warning("%s: still rate-limited (%s); polling more slowly.", run.label, exc)
+            state = None
+        if state is not None:
+            last = state
+            progress.note(state)
+            if state.outcome.is_terminal:
+                return state
+        wait = pacer.next_wait(state is None or run.throttle_count() > throttles)
         throttles = run.throttle_count()
         waited = clock() - started
         if timeout is not None and waited + wait > timeout:
@@ -151,7 +165,7 @@ def wait_for_run(
             state = run.get_state()
             if state.outcome.is_terminal:
                 return state
-            raise RunTimedOut(run, clock() - started, state)
+            raise RunTimedOut(run, clock() - started, state or last)
         sleep(wait)
 
 
@@ -170,24 +184,29 @@ async def poll_run(
     pacer = PollPacer(poll_interval)
     progress = _ProgressLog(run, log)
     throttles = run.throttle_count()
-    state: RunState | None = None
-    try:
-        while True:
-            state = await run.aget_state()
+    last: RunState | None = None
+    while True:
+        try:
+            state: RunState | None = await run.aget_state()
+        except DuneError as exc:
+            if not _rate_limited(exc):
+                # The hook has already retried what can be retried; this will not heal by waiting.
+                return error_event(run, str(exc))
+            log.warning("%s: still rate-limited (%s); polling more slowly.", run.label, exc)
+            state = None
+        if state is not None:
+            last = state
             progress.note(state)
             if state.outcome.is_terminal:
                 return final_event(run, state)
-            now = time.time()
-            if end_time is not None and now >= end_time:
-                return timeout_event(run, now - started, state)
-            wait = pacer.next_wait(run.throttle_count() > throttles)
-            throttles = run.throttle_count()
-            if end_time is not None:
-                wait = min(wait, max(0.0, end_time - now))
-            await asyncio.sleep(wait)
-    except DuneError as exc:
-        # The hook has already retried what can be retried; this will not heal by waiting.
-        return error_event(run, str(exc))
+        now = time.time()
+        if end_time is not None and now >= end_time:
+            return timeout_event(run, now - started, last)
+        wait = pacer.next_wait(state is None or run.throttle_count() > throttles)
+        throttles = run.throttle_count()
+        if end_time is not None:
+            wait = min(wait, max(0.0, end_time - now))
+        await asyncio.sleep(wait)
 
 
 # ------------------------------------------------------------------ the end-of-wait event
@@ -204,4 +223,8 @@ def timeout_event(run: RemoteRun, waited: float, last: RunState | None) -> dict[
 
 
 def error_event(run: RemoteRun, message: str) -> dict[str, Any]:
-    return {"status": "error", **run.ids, **run.empty_payload, "message": message}
+    """The wait stopped because the run's status could not be read: the run itself may go on.
+
+    ``unreadable`` tells the operator to keep its resume record, so a retry reconnects.
+    """
+    return {"status": "error", **run.ids, **run.empty_payload, "message": message, "unreadable": True}

@@ -168,3 +168,44 @@ async def test_poll_run_events(monkeypatch):
     )
     assert error["status"] == "error"
     assert "HTTP 401" in error["message"]
+
+
+def test_a_read_still_rate_limited_after_retries_slows_down_instead_of_failing():
+    clock = Clock()
+    limited = DuneApiError(429, "Too many requests")
+    run = FakeRun(RUNNING, limited, limited, DONE)
+    state = wait_for_run(
+        run,
+        poll_interval=2,
+        timeout=None,
+        log=logging.getLogger(),
+        sleep=clock.sleep,
+        clock=lambda: clock.now,
+    )
+    assert state is DONE
+    assert clock.sleeps == [2, 4, 8]
+
+
+def test_other_read_errors_still_end_the_wait():
+    with pytest.raises(DuneApiError):
+        wait_for_run(
+            FakeRun(RUNNING, DuneApiError(404, "Object not found")),
+            poll_interval=1,
+            timeout=None,
+            log=logging.getLogger(),
+            sleep=lambda s: None,
+        )
+
+
+async def test_poll_run_keeps_polling_through_rate_limits_and_marks_unreadable_errors(monkeypatch):
+    async def no_sleep(_):
+        return None
+
+    monkeypatch.setattr("airflow_provider_dune.runs.base.asyncio.sleep", no_sleep)
+    log = logging.getLogger()
+    limited = DuneApiError(429, "Too many requests")
+    event = await poll_run(FakeRun(limited, limited, DONE), poll_interval=1, end_time=None, log=log)
+    assert event["status"] == "success"
+    error = await poll_run(FakeRun(DuneApiError(500, "down")), poll_interval=1, end_time=None, log=log)
+    assert error["unreadable"] is True
+    assert "unreadable" not in await poll_run(FakeRun(FAILED), poll_interval=1, end_time=None, log=log)

@@ -456,7 +456,9 @@ def parse_result_page(execution_id: str, payload: Any) -> ResultPage:
     if not isinstance(result, Mapping):
         raise DuneResponseError(f"Dune's results of execution {execution_id} have no 'result' object.")
     rows = result.get("rows") or []
-    if not isinstance(rows, list) or not all(isinstance(r, Mapping) for r in rows):
+    # Pages hold up to tens of thousands of rows: checking the first one is enough to catch a
+    # wrong shape without a per-row cost on the hot path of a results export.
+    if not isinstance(rows, list) or (rows and not isinstance(rows[0], dict)):
         raise DuneResponseError(
             f"Dune's results of execution {execution_id}: 'rows' is not a list of objects."
         )
@@ -464,7 +466,7 @@ def parse_result_page(execution_id: str, payload: Any) -> ResultPage:
     columns = meta.get("column_names") if isinstance(meta, Mapping) else None
     return ResultPage(
         execution_id=execution_id,
-        rows=[dict(r) for r in rows],
+        rows=rows,
         column_names=[str(c) for c in columns] if isinstance(columns, list) else [],
         next_offset=_opt_int(body.get("next_offset")),
         total_row_count=_opt_int(meta.get("total_row_count")) if isinstance(meta, Mapping) else None,

@@ -31,15 +31,18 @@ class DunePipelineRun(RemoteRun):
 
     @staticmethod
     def state_of(status: PipelineStatus) -> RunState:
-        succeeded = status.outcome is RunOutcome.SUCCEEDED
+        outcome = status.outcome
+        if outcome is RunOutcome.SUCCEEDED:
+            message = f"Dune pipeline {status.pipeline_execution_id} completed: {status.progress()}."
+        elif outcome is RunOutcome.FAILED:
+            message = status.failure_message()
+        else:
+            # Polled every few seconds by every deferred task: no message until one is needed.
+            message = ""
         return RunState(
-            outcome=status.outcome,
+            outcome=outcome,
             summary=f"{status.status}, {status.progress()}",
-            message=(
-                f"Dune pipeline {status.pipeline_execution_id} completed: {status.progress()}."
-                if succeeded
-                else status.failure_message()
-            ),
+            message=message,
             payload={"node_executions": status.node_dicts()},
         )
 

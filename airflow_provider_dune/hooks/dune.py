@@ -1,32 +1,39 @@
-"""DuneHook: the Dune connection and every HTTP call this provider makes, sync and async.
+"""DuneHook: the Dune connection and every HTTP call this provider makes to Dune, sync and async.
 
-Sync calls (operators, sensors in poke mode) go through one ``requests.Session`` per hook.
-Async calls (triggers) go through one ``aiohttp.ClientSession`` per event loop, shared by
-every trigger in the triggerer, so a thousand deferred tasks use one connection pool rather
-than a thousand. The API key travels only in the ``X-Dune-Api-Key`` header of each request;
-it is registered with Airflow's secret masker the moment it is read.
+The transport (one ``requests.Session`` per hook for sync calls, the event loop's shared
+aiohttp pool for async ones, the retry loop) is :mod:`airflow_provider_dune.hooks.http`,
+shared with the Maia hook; this module adds Dune's auth, URLs, error bodies and API calls.
+The API key travels only in the ``X-Dune-Api-Key`` header of each request; it is registered
+with Airflow's secret masker the moment it is read.
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
-import time
-import weakref
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 from urllib.parse import parse_qsl, urljoin, urlsplit
 
-import aiohttp
-import requests
-from airflow.providers.common.compat.connection import get_async_connection, get_async_extra_dejson
-from airflow.providers.common.compat.sdk import AirflowNotFoundException, BaseHook, mask_secret
+from airflow.providers.common.compat.sdk import mask_secret
 
-from airflow_provider_dune import __version__
 from airflow_provider_dune.connection_forms import DUNE_BEHAVIOUR, plain_extras
 from airflow_provider_dune.exceptions import DuneApiError, DuneConfigurationError, DuneResponseError
-from airflow_provider_dune.hooks.retry import RetryPolicy, parse_retry_after
+
+# `X as X`: re-exported, callers import these from here (the transport moved to hooks.http).
+from airflow_provider_dune.hooks.http import ASYNC_POOL_SIZE as ASYNC_POOL_SIZE
+from airflow_provider_dune.hooks.http import (
+    MALFORMED_BODY,
+    USER_AGENT,
+    HttpServiceHook,
+    Reply,
+    Retryable,
+    path_id,
+)
+from airflow_provider_dune.hooks.http import close_shared_async_session as close_shared_async_session
+from airflow_provider_dune.hooks.http import shared_async_session as shared_async_session
+from airflow_provider_dune.hooks.retry import RetryPolicy
 from airflow_provider_dune.models.dune import (
     ExecutionStatus,
     MaterializedView,
@@ -45,9 +52,6 @@ from airflow_provider_dune.models.dune import (
 from airflow_provider_dune.models.pipeline_spec import build_pipeline_request, check_performance
 
 DEFAULT_BASE_URL = "https://api.dune.com/api"
-USER_AGENT = f"airflow-provider-dune/{__version__}"
-# Connections to Dune kept open per triggerer event loop, whatever the number of triggers.
-ASYNC_POOL_SIZE = 32
 # Each can be set in the connection's extras (JSON) or as a hook argument.
 DEFAULT_SETTINGS: dict[str, float] = {
     "timeout": 30.0,  # seconds for each HTTP call
@@ -69,51 +73,9 @@ class _Credentials:
         return f"_Credentials(base_url={self.base_url!r}, api_key=***)"
 
 
-@dataclass(frozen=True)
-class _Reply:
-    """What one attempt produced: a response, or no response (``status=None``)."""
-
-    status: int | None
-    body: bytes = b""
-    content_type: str = ""
-    retry_after: float | None = None
-    # For status=None: whether the request may have reached the server before it failed.
-    sent: bool = True
-    transport_error: str = ""
-    # Only what paging needs (CSV pages name the next page in headers), never the whole set.
-    next_offset: str | None = None
-    next_uri: str | None = None
-
-
-class _Retryable(Exception):
-    def __init__(self, error: DuneApiError | DuneResponseError, reply: _Reply) -> None:
-        self.error = error
-        self.reply = reply
-
-
-_shared_sessions: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, aiohttp.ClientSession] = (
-    weakref.WeakKeyDictionary()
-)
-
-
-def shared_async_session() -> aiohttp.ClientSession:
-    """The connection pool of the running event loop, created on first use."""
-    loop = asyncio.get_running_loop()
-    session = _shared_sessions.get(loop)
-    if session is None or session.closed:
-        session = aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(limit=ASYNC_POOL_SIZE, ttl_dns_cache=300),
-            headers={"User-Agent": USER_AGENT},
-        )
-        _shared_sessions[loop] = session
-    return session
-
-
-async def close_shared_async_session() -> None:
-    """Close the running loop's pool (tests and benchmarks; the triggerer keeps it for its life)."""
-    session = _shared_sessions.pop(asyncio.get_running_loop(), None)
-    if session is not None and not session.closed:
-        await session.close()
+# CSV pages name the next page in these headers.
+_NEXT_OFFSET_HEADER = "X-Dune-Next-Offset"
+_NEXT_URI_HEADER = "X-Dune-Next-Uri"
 
 
 def _error_text(body: bytes, content_type: str) -> str:
@@ -144,7 +106,7 @@ def _decode_json(body: bytes, method: str, path: str) -> Any:
         raise DuneResponseError(f"Dune API {method} {path} returned {snippet}.") from None
 
 
-class DuneHook(BaseHook):
+class DuneHook(HttpServiceHook[_Credentials]):
     """
     Talks to the Dune API with the key stored in an Airflow connection.
 
@@ -183,8 +145,8 @@ class DuneHook(BaseHook):
             "retry_max_seconds": retry_max_seconds,
         }
         self._apply_settings({})
-        self._creds: _Credentials | None = None
-        self._session: requests.Session | None = None
+        self._creds = None
+        self._session = None
         # 429 answers seen by this hook; the polling loop stretches its interval when it grows.
         self.rate_limited_count = 0
 
@@ -219,7 +181,11 @@ class DuneHook(BaseHook):
 
     # ------------------------------------------------------------------ credentials
 
-    def _credentials_from(self, conn: Any, extras: Mapping[str, Any]) -> _Credentials:
+    def _conn_id(self) -> str:
+        return self.dune_conn_id
+
+    def _credentials_from(self, conn: Any, extras: Any) -> _Credentials:
+        extras = _extras(conn, extras)
         self._apply_settings(extras)
         key = (conn.password or "").strip()
         if not key:
@@ -264,34 +230,21 @@ class DuneHook(BaseHook):
             f'AIRFLOW_CONN_{self.dune_conn_id.upper()}=\'{{"conn_type": "dune", "password": "<key>"}}\'.'
         )
 
-    def _credentials(self) -> _Credentials:
-        if self._creds is None:
-            try:
-                conn = self.get_connection(self.dune_conn_id)
-            except AirflowNotFoundException:
-                raise self._missing_connection() from None
-            self._creds = self._credentials_from(conn, _extras(conn, conn.extra_dejson))
-        return self._creds
-
-    async def _acredentials(self) -> _Credentials:
-        # The sync lookup blocks the triggerer's loop (and on Airflow 3 can deadlock it).
-        if self._creds is None:
-            try:
-                conn = await get_async_connection(self.dune_conn_id, hook=self)
-            except AirflowNotFoundException:
-                raise self._missing_connection() from None
-            self._creds = self._credentials_from(conn, _extras(conn, await get_async_extra_dejson(conn)))
-        return self._creds
+    def _gave_up(self, error: Exception, attempts: int, elapsed: float) -> Exception:
+        if isinstance(error, DuneApiError):
+            return DuneApiError(
+                error.status_code,
+                f"{error.message} (gave up after {attempts} attempts over {elapsed:.0f}s)",
+                method=error.method,
+                path=error.path,
+                may_have_started=error.may_have_started,
+            )
+        return DuneResponseError(f"{error} Gave up after {attempts} attempts over {elapsed:.0f}s.")
 
     def _headers(self, creds: _Credentials) -> dict[str, str]:
         return {"X-Dune-Api-Key": creds.api_key, "User-Agent": USER_AGENT, "Accept": "application/json"}
 
-    # ------------------------------------------------------------------ sync transport
-
-    def get_session(self) -> requests.Session:
-        if self._session is None:
-            self._session = requests.Session()
-        return self._session
+    # ------------------------------------------------------------------ requests
 
     def _request(
         self,
@@ -305,63 +258,23 @@ class DuneHook(BaseHook):
     ) -> Any:
         """Send one API call under the retry policy; return the decoded JSON body.
 
-        ``raw=True`` returns the good reply undecoded (``_Reply``: body and next-page headers),
-        for the CSV results endpoint.
+        ``raw=True`` returns the good reply undecoded (:class:`~airflow_provider_dune.hooks.http.Reply`:
+        body and next-page headers), for the CSV results endpoint.
         """
         creds = self._credentials()
-        session = self.get_session()
-        url = creds.base_url + path
         headers = self._headers(creds)
         if raw:
             headers["Accept"] = "text/csv, */*"
-        first = time.monotonic()
-        attempt = 0
-        while True:
-            attempt += 1
-            try:
-                resp = session.request(
-                    method,
-                    url,
-                    json=json_body,
-                    params=params,
-                    headers=headers,
-                    timeout=self.timeout,
-                )
-                reply = _Reply(
-                    resp.status_code,
-                    resp.content,
-                    resp.headers.get("Content-Type", ""),
-                    parse_retry_after(resp.headers.get("Retry-After")),
-                    next_offset=resp.headers.get("X-Dune-Next-Offset"),
-                    next_uri=resp.headers.get("X-Dune-Next-Uri"),
-                )
-            except (requests.ConnectionError, requests.Timeout) as exc:
-                # A failure while connecting never reached the server; a later one might have.
-                connect_phase = isinstance(exc, requests.ConnectTimeout) or _is_connect_failure(exc)
-                reply = _transport_failure(exc, connect_phase, url)
-            try:
-                if raw:
-                    return _check_raw(reply, method, path, starts_work)
-                return _interpret(reply, method, path, starts_work)
-            except _Retryable as retry:
-                delay = self._next_delay(retry, attempt, first, starts_work)
-                self.log.warning("%s Retrying in %.1fs (attempt %d).", retry.error, delay, attempt + 1)
-                time.sleep(delay)
-
-    def _next_delay(self, retry: _Retryable, attempt: int, first: float, starts_work: bool) -> float:
-        """The wait before the next attempt, or raise when the policy says stop."""
-        policy = self.retry_policy
-        reply = retry.reply
-        if reply.status == 429:
-            self.rate_limited_count += 1
-        if not policy.should_retry(starts_work=starts_work, status=reply.status, request_sent=reply.sent):
-            raise retry.error
-        delay = policy.delay(attempt, reply.retry_after)
-        if not policy.has_budget(attempt, time.monotonic() - first, delay):
-            raise _gave_up(retry.error, attempt, time.monotonic() - first)
-        return delay
-
-    # ------------------------------------------------------------------ async transport
+        return self._call(
+            method,
+            creds.base_url + path,
+            headers,
+            partial(_check_raw if raw else _interpret, method=method, path=path, starts_work=starts_work),
+            starts_work=starts_work,
+            json_body=json_body,
+            params=params,
+            keep_headers=(_NEXT_OFFSET_HEADER, _NEXT_URI_HEADER) if raw else (),
+        )
 
     async def _arequest(
         self,
@@ -374,34 +287,15 @@ class DuneHook(BaseHook):
     ) -> Any:
         """The async twin of :meth:`_request`, on the event loop's shared connection pool."""
         creds = await self._acredentials()
-        session = shared_async_session()
-        url = creds.base_url + path
-        timeout = aiohttp.ClientTimeout(total=self.timeout)
-        first = time.monotonic()
-        attempt = 0
-        while True:
-            attempt += 1
-            try:
-                async with session.request(
-                    method, url, json=json_body, params=params, headers=self._headers(creds), timeout=timeout
-                ) as resp:
-                    reply = _Reply(
-                        resp.status,
-                        await resp.read(),
-                        resp.headers.get("Content-Type", ""),
-                        parse_retry_after(resp.headers.get("Retry-After")),
-                    )
-            except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
-                connect_phase = isinstance(
-                    exc, (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError)
-                )
-                reply = _transport_failure(exc, connect_phase, url)
-            try:
-                return _interpret(reply, method, path, starts_work)
-            except _Retryable as retry:
-                delay = self._next_delay(retry, attempt, first, starts_work)
-                self.log.warning("%s Retrying in %.1fs (attempt %d).", retry.error, delay, attempt + 1)
-                await asyncio.sleep(delay)
+        return await self._acall(
+            method,
+            creds.base_url + path,
+            self._headers(creds),
+            partial(_interpret, method=method, path=path, starts_work=starts_work),
+            starts_work=starts_work,
+            json_body=json_body,
+            params=params,
+        )
 
     # ------------------------------------------------------------------ API: pipelines
 
@@ -560,7 +454,7 @@ class DuneHook(BaseHook):
         )
         first = True
         while params is not None:
-            reply: _Reply = self._request("GET", path, params=params, raw=True)
+            reply: Reply = self._request("GET", path, params=params, raw=True)
             body = reply.body
             if not first:
                 # Every page repeats the header line; keep only the first.
@@ -568,10 +462,11 @@ class DuneHook(BaseHook):
             if body:
                 yield body if body.endswith(b"\n") else body + b"\n"
             first = False
-            next_offset = _opt_int_header(reply.next_offset)
-            if next_offset is None and not reply.next_uri:
+            next_offset = _opt_int_header(reply.headers.get(_NEXT_OFFSET_HEADER))
+            next_uri = reply.headers.get(_NEXT_URI_HEADER)
+            if next_offset is None and not next_uri:
                 return
-            path, params = self._next_page(path, params, next_offset, reply.next_uri)
+            path, params = self._next_page(path, params, next_offset, next_uri)
 
     def _next_page(
         self, path: str, params: dict[str, Any], next_offset: int | None, next_uri: str | None
@@ -669,26 +564,22 @@ class DuneHook(BaseHook):
             self._credentials()
         except Exception as exc:
             return False, str(exc)
-        policy = self.retry_policy
-        # The connection form waits on this call: answer in seconds, not after minutes of retries.
-        self.retry_policy = RetryPolicy(max_attempts=2, base_delay=0.5, max_total_seconds=5)
         try:
-            self._request("GET", "/v1/materialized-views", params={"limit": 1})
+            with self._quick_retries():
+                self._request("GET", "/v1/materialized-views", params={"limit": 1})
         except DuneApiError as exc:
             if exc.status_code in (401, 403):
                 return False, f"Dune rejected the API key (HTTP {exc.status_code}): {exc.message}"
             return False, str(exc)
         except Exception as exc:
             return False, str(exc)
-        finally:
-            self.retry_policy = policy
         return True, "Connected to Dune: the API key was accepted."
 
 
-def _interpret(reply: _Reply, method: str, path: str, starts_work: bool) -> Any:
-    """Decoded JSON of a good reply; :class:`_Retryable` for anything else (the policy decides)."""
+def _interpret(reply: Reply, method: str, path: str, starts_work: bool) -> Any:
+    """Decoded JSON of a good reply; :class:`Retryable` for anything else (the policy decides)."""
     if reply.status is None:
-        raise _Retryable(
+        raise Retryable(
             DuneApiError(
                 None,
                 reply.transport_error,
@@ -706,7 +597,7 @@ def _interpret(reply: _Reply, method: str, path: str, starts_work: bool) -> Any:
             path=path,
             may_have_started=starts_work and reply.status >= 500,
         )
-        raise _Retryable(error, reply)
+        raise Retryable(error, reply)
     try:
         return _decode_json(reply.body, method, path)
     except DuneResponseError as exc:
@@ -716,7 +607,7 @@ def _interpret(reply: _Reply, method: str, path: str, starts_work: bool) -> Any:
                 f"{exc} The request may have started work on Dune; it was not retried."
             ) from None
         # A garbled read is worth another try, like a 5xx.
-        raise _Retryable(exc, _Reply(None, sent=True, transport_error="malformed body")) from None
+        raise Retryable(exc, MALFORMED_BODY) from None
 
 
 def _extras(conn: Any, extras: Any) -> Mapping[str, Any]:
@@ -727,56 +618,11 @@ def _extras(conn: Any, extras: Any) -> Mapping[str, Any]:
     return plain_extras(dict(extras), "dune")
 
 
-def _check_raw(reply: _Reply, method: str, path: str, starts_work: bool) -> _Reply:
+def _check_raw(reply: Reply, method: str, path: str, starts_work: bool) -> Reply:
     """A good reply as it came (CSV pages); errors go through :func:`_interpret`'s rules."""
     if reply.status is None or reply.status >= 400:
         _interpret(reply, method, path, starts_work)  # always raises for these
     return reply
-
-
-def _transport_failure(exc: BaseException, connect_phase: bool, url: str) -> _Reply:
-    host = urlsplit(url).netloc
-    if connect_phase:
-        text = f"could not connect to {host} ({type(exc).__name__})"
-    else:
-        text = f"connection to {host} lost or timed out after sending ({type(exc).__name__})"
-    return _Reply(None, sent=not connect_phase, transport_error=text)
-
-
-def _gave_up(error: Exception, attempts: int, elapsed: float) -> Exception:
-    text = f"{error} Gave up after {attempts} attempts over {elapsed:.0f}s."
-    if isinstance(error, DuneApiError):
-        return DuneApiError(
-            error.status_code,
-            f"{error.message} (gave up after {attempts} attempts over {elapsed:.0f}s)",
-            method=error.method,
-            path=error.path,
-            may_have_started=error.may_have_started,
-        )
-    return DuneResponseError(text)
-
-
-def _is_connect_failure(exc: requests.RequestException) -> bool:
-    """Whether a requests ConnectionError happened while connecting (nothing was sent)."""
-    from urllib3.exceptions import ConnectTimeoutError, NewConnectionError
-
-    cause: BaseException | None = exc
-    seen = 0
-    while cause is not None and seen < 6:
-        if isinstance(cause, (NewConnectionError, ConnectTimeoutError)):
-            return True
-        # requests wraps urllib3's MaxRetryError (in args and in __context__), which holds the
-        # real failure in .reason.
-        reason = getattr(cause, "reason", None)
-        first_arg = cause.args[0] if cause.args else None
-        if isinstance(reason, BaseException):
-            cause = reason
-        elif isinstance(first_arg, BaseException):
-            cause = first_arg
-        else:
-            cause = cause.__cause__ or cause.__context__
-        seen += 1
-    return False
 
 
 def _result_params(
@@ -824,11 +670,7 @@ def _opt_int_header(value: str | None) -> int | None:
 
 
 def _path_id(value: str) -> str:
-    """An id placed in a URL path: refuse anything that would change the path."""
-    text = str(value).strip()
-    if not text or any(c in text for c in "/?#%\\ ") or not text.isprintable():
-        raise DuneConfigurationError(f"{value!r} is not a valid Dune id.")
-    return text
+    return path_id(value, "Dune")
 
 
 def _started_id(payload: Any, field: str, path: str) -> str:

@@ -7,9 +7,9 @@ triggerer share one token instead of fetching one each), and fetched anew once w
 answers 401. The secret and the tokens are registered with Airflow's secret masker, never
 logged, never put in trigger kwargs or XCom.
 
-The transport follows the Dune hook: one ``requests.Session`` per hook for sync calls, the
-event loop's shared aiohttp pool (:func:`~airflow_provider_dune.hooks.dune.shared_async_session`)
-for async ones, and the provider's one :class:`~airflow_provider_dune.hooks.retry.RetryPolicy`:
+The transport is the Dune hook's (:mod:`airflow_provider_dune.hooks.http`): one
+``requests.Session`` per hook for sync calls, the event loop's shared aiohttp pool for async
+ones, and the provider's one :class:`~airflow_provider_dune.hooks.retry.RetryPolicy`:
 reads, cancels and token requests are retried on 429, 5xx (504 included) and lost
 connections; the POST that starts a pipeline only when Maia certainly did not start it.
 """
@@ -22,16 +22,14 @@ import json
 import threading
 import time
 import weakref
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import partial
 from typing import Any
 from urllib.parse import urlsplit
 
-import aiohttp
 import requests
-from airflow.providers.common.compat.connection import get_async_connection, get_async_extra_dejson
-from airflow.providers.common.compat.sdk import AirflowNotFoundException, BaseHook, mask_secret
+from airflow.providers.common.compat.sdk import mask_secret
 
 from airflow_provider_dune.connection_forms import MAIA_BEHAVIOUR, plain_extras
 from airflow_provider_dune.exceptions import (
@@ -39,8 +37,15 @@ from airflow_provider_dune.exceptions import (
     MaiaApiError,
     MaiaResponseError,
 )
-from airflow_provider_dune.hooks.dune import USER_AGENT, shared_async_session
-from airflow_provider_dune.hooks.retry import RetryPolicy, parse_retry_after
+from airflow_provider_dune.hooks.http import (
+    MALFORMED_BODY,
+    USER_AGENT,
+    HttpServiceHook,
+    Reply,
+    Retryable,
+    path_id,
+)
+from airflow_provider_dune.hooks.retry import RetryPolicy
 from airflow_provider_dune.models.maia import MaiaPipelineStatus, parse_pipeline_status, parse_problem
 
 REGIONS = ("eu1", "us1")
@@ -138,26 +143,7 @@ class _TokenCache:
 tokens = _TokenCache()
 
 
-@dataclass(frozen=True)
-class _Reply:
-    """What one attempt produced: a response, or no response (``status=None``)."""
-
-    status: int | None
-    body: bytes = b""
-    content_type: str = ""
-    retry_after: float | None = None
-    # For status=None: whether the request may have reached the server before it failed.
-    sent: bool = True
-    transport_error: str = ""
-
-
-class _Retryable(Exception):
-    def __init__(self, error: MaiaApiError | MaiaResponseError, reply: _Reply) -> None:
-        self.error = error
-        self.reply = reply
-
-
-class MaiaHook(BaseHook):
+class MaiaHook(HttpServiceHook[MaiaCredentials]):
     """
     Talks to the Maia (Matillion Data Productivity Cloud) public API with OAuth2 client credentials.
 
@@ -193,8 +179,8 @@ class MaiaHook(BaseHook):
         self.retry_policy = RetryPolicy(
             max_attempts=retry_limit, base_delay=retry_delay, max_total_seconds=retry_max_seconds
         )
-        self._creds: MaiaCredentials | None = None
-        self._session: requests.Session | None = None
+        self._creds = None
+        self._session = None
         # 429 answers seen by this hook; the polling loop stretches its interval when it grows.
         self.rate_limited_count = 0
 
@@ -269,36 +255,30 @@ class MaiaHook(BaseHook):
             '"extra": {"region": "eu1"}}\'.'
         )
 
-    def _credentials(self) -> MaiaCredentials:
-        if self._creds is None:
-            try:
-                conn = self.get_connection(self.maia_conn_id)
-            except AirflowNotFoundException:
-                raise self._missing_connection() from None
-            self._creds = self._credentials_from(conn, conn.extra_dejson)
-        return self._creds
-
-    async def _acredentials(self) -> MaiaCredentials:
-        # The sync lookup blocks the triggerer's loop (and on Airflow 3 can deadlock it).
-        if self._creds is None:
-            try:
-                conn = await get_async_connection(self.maia_conn_id, hook=self)
-            except AirflowNotFoundException:
-                raise self._missing_connection() from None
-            self._creds = self._credentials_from(conn, await get_async_extra_dejson(conn))
-        return self._creds
+    def _conn_id(self) -> str:
+        return self.maia_conn_id
 
     # ------------------------------------------------------------------ tokens
 
-    def _token_form(self, creds: MaiaCredentials) -> dict[str, str]:
+    def _token_request(self, creds: MaiaCredentials) -> dict[str, Any]:
+        """The token request (a form POST, retried like a read), as keywords of ``_call``/``_acall``."""
         return {
-            "grant_type": "client_credentials",
-            "client_id": creds.client_id,
-            "client_secret": creds.client_secret,
-            "audience": creds.audience,
+            "method": "POST",
+            "url": creds.token_url,
+            "headers": {"Accept": "application/json"},
+            "interpret": partial(
+                _interpret, method="POST", path=urlsplit(creds.token_url).path, starts_work=False
+            ),
+            "form": {
+                "grant_type": "client_credentials",
+                "client_id": creds.client_id,
+                "client_secret": creds.client_secret,
+                "audience": creds.audience,
+            },
         }
 
     def _store_token(self, creds: MaiaCredentials, payload: Any) -> str:
+        self.log.info("Fetched a Maia access token for client %s.", creds.client_id)
         value = payload.get("access_token") if isinstance(payload, Mapping) else None
         if not isinstance(value, str) or not value:
             raise MaiaResponseError("Maia's token endpoint answered without an access_token.")
@@ -314,17 +294,7 @@ class MaiaHook(BaseHook):
         cached = tokens.get(creds.cache_key)
         if cached is not None:
             return cached
-        path = urlsplit(creds.token_url).path
-        payload = self._with_retries(
-            lambda: self._send(
-                "POST", creds.token_url, {"Accept": "application/json"}, form=self._token_form(creds)
-            ),
-            "POST",
-            path,
-            starts_work=False,
-        )
-        self.log.info("Fetched a Maia access token for client %s.", creds.client_id)
-        return self._store_token(creds, payload)
+        return self._store_token(creds, self._call(**self._token_request(creds)))
 
     async def _atoken(self, creds: MaiaCredentials) -> str:
         cached = tokens.get(creds.cache_key)
@@ -335,176 +305,75 @@ class MaiaHook(BaseHook):
             cached = tokens.get(creds.cache_key)
             if cached is not None:
                 return cached
-            path = urlsplit(creds.token_url).path
-            payload = await self._awith_retries(
-                lambda: self._asend(
-                    "POST", creds.token_url, {"Accept": "application/json"}, form=self._token_form(creds)
-                ),
-                "POST",
-                path,
-                starts_work=False,
-            )
-            self.log.info("Fetched a Maia access token for client %s.", creds.client_id)
-            return self._store_token(creds, payload)
+            return self._store_token(creds, await self._acall(**self._token_request(creds)))
 
-    @staticmethod
-    def _api_headers(token: str) -> dict[str, str]:
-        return {"Authorization": f"Bearer {token}", "Accept": "application/json"}
+    def _drop_refused_token(
+        self, exc: MaiaApiError, creds: MaiaCredentials, token: str, last_try: bool
+    ) -> None:
+        """After a first 401, forget the token so that the next try fetches a new one; else raise."""
+        if exc.status_code != 401 or last_try:
+            raise exc
+        # Revoked or expired early: a 401 is answered before any work, so one retry is safe.
+        self.log.info("Maia refused the access token (HTTP 401); fetching a new one.")
+        tokens.drop(creds.cache_key, token)
 
-    # ------------------------------------------------------------------ sync transport
+    # ------------------------------------------------------------------ requests
 
     def get_session(self) -> requests.Session:
-        if self._session is None:
-            self._session = requests.Session()
-            self._session.headers["User-Agent"] = USER_AGENT
-        return self._session
+        session = super().get_session()
+        session.headers["User-Agent"] = USER_AGENT
+        return session
 
-    def _send(
-        self,
-        method: str,
-        url: str,
-        headers: Mapping[str, str],
-        *,
-        json_body: Any = None,
-        form: Mapping[str, str] | None = None,
-    ) -> _Reply:
-        try:
-            resp = self.get_session().request(
-                method, url, json=json_body, data=form, headers=dict(headers), timeout=self.timeout
-            )
-        except (requests.ConnectionError, requests.Timeout) as exc:
-            return _transport_failure(exc, _connect_phase(exc), url)
-        return _Reply(
-            resp.status_code,
-            resp.content,
-            resp.headers.get("Content-Type", ""),
-            parse_retry_after(resp.headers.get("Retry-After")),
-        )
-
-    def _with_retries(self, send: Callable[[], _Reply], method: str, path: str, *, starts_work: bool) -> Any:
-        first = time.monotonic()
-        attempt = 0
-        while True:
-            attempt += 1
-            try:
-                return _interpret(send(), method, path, starts_work)
-            except _Retryable as retry:
-                delay = self._next_delay(retry, attempt, first, starts_work)
-                self.log.warning("%s Retrying in %.1fs (attempt %d).", retry.error, delay, attempt + 1)
-                time.sleep(delay)
+    def _api_request(
+        self, creds: MaiaCredentials, method: str, path: str, starts_work: bool, json_body: Any
+    ) -> dict[str, Any]:
+        """An API call as keywords of ``_call``/``_acall``, all but the (bearer token) headers."""
+        return {
+            "method": method,
+            "url": creds.base_url + path,
+            "interpret": partial(_interpret, method=method, path=path, starts_work=starts_work),
+            "starts_work": starts_work,
+            "json_body": json_body,
+        }
 
     def _request(self, method: str, path: str, *, starts_work: bool = False, json_body: Any = None) -> Any:
         """One API call under the retry policy, with one fresh token after a 401."""
         creds = self._credentials()
-        url = creds.base_url + path
+        request = self._api_request(creds, method, path, starts_work, json_body)
         for last_try in (False, True):
             token = self._token(creds)
             try:
-                return self._with_retries(
-                    partial(self._send, method, url, self._api_headers(token), json_body=json_body),
-                    method,
-                    path,
-                    starts_work=starts_work,
-                )
+                return self._call(headers=_api_headers(token), **request)
             except MaiaApiError as exc:
-                if exc.status_code != 401 or last_try:
-                    raise
-                # Revoked or expired early: a 401 is answered before any work, so one retry is safe.
-                self.log.info("Maia refused the access token (HTTP 401); fetching a new one.")
-                tokens.drop(creds.cache_key, token)
+                self._drop_refused_token(exc, creds, token, last_try)
         raise AssertionError("unreachable")  # pragma: no cover
-
-    def _next_delay(self, retry: _Retryable, attempt: int, first: float, starts_work: bool) -> float:
-        """The wait before the next attempt, or raise when the policy says stop."""
-        policy = self.retry_policy
-        reply = retry.reply
-        if reply.status == 429:
-            self.rate_limited_count += 1
-        if not policy.should_retry(starts_work=starts_work, status=reply.status, request_sent=reply.sent):
-            raise retry.error
-        delay = policy.delay(attempt, reply.retry_after)
-        elapsed = time.monotonic() - first
-        if not policy.has_budget(attempt, elapsed, delay):
-            error = retry.error
-            if isinstance(error, MaiaApiError):
-                raise MaiaApiError(
-                    error.status_code,
-                    error.title,
-                    f"{error.detail} (gave up after {attempt} attempts over {elapsed:.0f}s)".strip(),
-                    error.violations,
-                    method=error.method,
-                    path=error.path,
-                    may_have_started=error.may_have_started,
-                )
-            raise MaiaResponseError(f"{error} Gave up after {attempt} attempts over {elapsed:.0f}s.")
-        return delay
-
-    # ------------------------------------------------------------------ async transport
-
-    async def _asend(
-        self,
-        method: str,
-        url: str,
-        headers: Mapping[str, str],
-        *,
-        json_body: Any = None,
-        form: Mapping[str, str] | None = None,
-    ) -> _Reply:
-        session = shared_async_session()
-        try:
-            async with session.request(
-                method,
-                url,
-                json=json_body,
-                data=form,
-                headers=dict(headers),
-                timeout=aiohttp.ClientTimeout(total=self.timeout),
-            ) as resp:
-                return _Reply(
-                    resp.status,
-                    await resp.read(),
-                    resp.headers.get("Content-Type", ""),
-                    parse_retry_after(resp.headers.get("Retry-After")),
-                )
-        except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
-            connect_phase = isinstance(exc, (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError))
-            return _transport_failure(exc, connect_phase, url)
-
-    async def _awith_retries(
-        self, send: Callable[[], Awaitable[_Reply]], method: str, path: str, *, starts_work: bool
-    ) -> Any:
-        first = time.monotonic()
-        attempt = 0
-        while True:
-            attempt += 1
-            try:
-                return _interpret(await send(), method, path, starts_work)
-            except _Retryable as retry:
-                delay = self._next_delay(retry, attempt, first, starts_work)
-                self.log.warning("%s Retrying in %.1fs (attempt %d).", retry.error, delay, attempt + 1)
-                await asyncio.sleep(delay)
 
     async def _arequest(
         self, method: str, path: str, *, starts_work: bool = False, json_body: Any = None
     ) -> Any:
         """The async twin of :meth:`_request`, on the event loop's shared connection pool."""
         creds = await self._acredentials()
-        url = creds.base_url + path
+        request = self._api_request(creds, method, path, starts_work, json_body)
         for last_try in (False, True):
             token = await self._atoken(creds)
             try:
-                return await self._awith_retries(
-                    partial(self._asend, method, url, self._api_headers(token), json_body=json_body),
-                    method,
-                    path,
-                    starts_work=starts_work,
-                )
+                return await self._acall(headers=_api_headers(token), **request)
             except MaiaApiError as exc:
-                if exc.status_code != 401 or last_try:
-                    raise
-                self.log.info("Maia refused the access token (HTTP 401); fetching a new one.")
-                tokens.drop(creds.cache_key, token)
+                self._drop_refused_token(exc, creds, token, last_try)
         raise AssertionError("unreachable")  # pragma: no cover
+
+    def _gave_up(self, error: Exception, attempts: int, elapsed: float) -> Exception:
+        if isinstance(error, MaiaApiError):
+            return MaiaApiError(
+                error.status_code,
+                error.title,
+                f"{error.detail} (gave up after {attempts} attempts over {elapsed:.0f}s)".strip(),
+                error.violations,
+                method=error.method,
+                path=error.path,
+                may_have_started=error.may_have_started,
+            )
+        return MaiaResponseError(f"{error} Gave up after {attempts} attempts over {elapsed:.0f}s.")
 
     # ------------------------------------------------------------------ API: pipeline executions
 
@@ -573,29 +442,25 @@ class MaiaHook(BaseHook):
 
     def test_connection(self) -> tuple[bool, str]:
         """Fetch a token and list one project: proves the credentials and the base URL."""
-        policy = self.retry_policy
-        # The connection form waits on this call: answer in seconds, not after minutes of retries.
-        self.retry_policy = RetryPolicy(max_attempts=2, base_delay=0.5, max_total_seconds=5)
         try:
-            self._request("GET", "/v1/projects?size=1")
+            with self._quick_retries():
+                self._request("GET", "/v1/projects?size=1")
         except MaiaApiError as exc:
             if exc.status_code in (400, 401, 403):
                 return False, f"Maia rejected the credentials (HTTP {exc.status_code}): {exc.message}"
             return False, str(exc)
         except Exception as exc:
             return False, str(exc)
-        finally:
-            self.retry_policy = policy
         return True, "Connected to Maia: the client credentials were accepted."
 
 
-def _interpret(reply: _Reply, method: str, path: str, starts_work: bool) -> Any:
-    """Decoded JSON of a good reply; :class:`_Retryable` for anything else (the policy decides)."""
+def _interpret(reply: Reply, method: str, path: str, starts_work: bool) -> Any:
+    """Decoded JSON of a good reply; :class:`Retryable` for anything else (the policy decides)."""
     if reply.status is None:
         error = MaiaApiError(
             None, reply.transport_error, method=method, path=path, may_have_started=starts_work and reply.sent
         )
-        raise _Retryable(error, reply)
+        raise Retryable(error, reply)
     if reply.status >= 400:
         problem = parse_problem(reply.body, reply.content_type)
         error = MaiaApiError(
@@ -607,7 +472,7 @@ def _interpret(reply: _Reply, method: str, path: str, starts_work: bool) -> Any:
             path=path,
             may_have_started=starts_work and reply.status >= 500,
         )
-        raise _Retryable(error, reply)
+        raise Retryable(error, reply)
     try:
         return json.loads(reply.body)
     except ValueError:
@@ -617,50 +482,15 @@ def _interpret(reply: _Reply, method: str, path: str, starts_work: bool) -> Any:
             # Maia accepted the work but we cannot read its id: resubmitting could run it twice.
             raise MaiaResponseError(f"{text} The pipeline may have started; it was not retried.") from None
         # A garbled read is worth another try, like a 5xx.
-        raise _Retryable(
-            MaiaResponseError(text), _Reply(None, sent=True, transport_error="malformed body")
-        ) from None
-
-
-def _transport_failure(exc: BaseException, connect_phase: bool, url: str) -> _Reply:
-    host = urlsplit(url).netloc
-    if connect_phase:
-        text = f"could not connect to {host} ({type(exc).__name__})"
-    else:
-        text = f"connection to {host} lost or timed out after sending ({type(exc).__name__})"
-    return _Reply(None, sent=not connect_phase, transport_error=text)
-
-
-def _connect_phase(exc: requests.RequestException) -> bool:
-    """Whether a requests failure happened while connecting, so nothing was sent."""
-    if isinstance(exc, requests.ConnectTimeout):
-        return True
-    from urllib3.exceptions import NewConnectionError
-
-    cause: BaseException | None = exc
-    for _ in range(6):
-        if cause is None:
-            return False
-        if isinstance(cause, NewConnectionError):
-            return True
-        # requests wraps urllib3's MaxRetryError, which holds the real failure in .reason.
-        reason = getattr(cause, "reason", None)
-        first_arg = cause.args[0] if cause.args else None
-        if isinstance(reason, BaseException):
-            cause = reason
-        elif isinstance(first_arg, BaseException):
-            cause = first_arg
-        else:
-            cause = cause.__cause__ or cause.__context__
-    return False
+        raise Retryable(MaiaResponseError(text), MALFORMED_BODY) from None
 
 
 def _path_id(value: str) -> str:
-    """An id placed in a URL path: refuse anything that would change the path."""
-    text = str(value).strip()
-    if not text or any(c in text for c in "/?#%\\ ") or not text.isprintable():
-        raise DuneConfigurationError(f"{value!r} is not a valid Maia id.")
-    return text
+    return path_id(value, "Maia")
+
+
+def _api_headers(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}", "Accept": "application/json"}
 
 
 def _execution_path(project_id: str, pipeline_execution_id: str) -> str:

@@ -14,7 +14,7 @@ from abc import abstractmethod
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from airflow_provider_dune.exceptions import DuneError
+from airflow_provider_dune.exceptions import DuneConfigurationError, DuneError
 from airflow_provider_dune.operators.resume import ResumeStore, resume_store_for
 from airflow_provider_dune.runs.base import (
     RemoteRun,
@@ -55,8 +55,11 @@ def finish_wait(run: RemoteRun, event: Mapping[str, Any], context: Context, log:
 class RemoteRunOperatorMixin:
     """Submit, record the ids, then wait (worker or triggerer) through the shared loop.
 
-    Expects the operator to set ``wait_for_termination``, ``deferrable``, ``poll_interval``,
-    ``timeout`` and ``cancel_on_kill``.
+    The operator's ``__init__`` calls :meth:`_set_wait_options` with the arguments every such
+    operator takes; ``run_id_key`` names the id (in :attr:`RemoteRun.ids`) that the task
+    returns and keeps as an attribute of the same name. Its ``execute`` is
+    ``return self._returning_id(self.run_and_wait(context))``, written in the operator class
+    itself so that Airflow's metaclass guards it.
     """
 
     wait_for_termination: bool
@@ -64,8 +67,38 @@ class RemoteRunOperatorMixin:
     poll_interval: float
     timeout: float | None
     cancel_on_kill: bool
+    run_id_key: str
     log: Any
     _remote_run: RemoteRun | None = None
+
+    def _set_wait_options(
+        self,
+        wait_for_termination: bool,
+        deferrable: bool,
+        poll_interval: float,
+        timeout: float | None,
+        cancel_on_kill: bool,
+    ) -> None:
+        """Check and keep how the operator waits for the run it starts."""
+        if poll_interval <= 0:
+            raise DuneConfigurationError(f"poll_interval must be positive, got {poll_interval}.")
+        if timeout is not None and timeout <= 0:
+            raise DuneConfigurationError(f"timeout must be positive seconds or None, got {timeout}.")
+        self.wait_for_termination = wait_for_termination
+        self.deferrable = deferrable
+        self.poll_interval = poll_interval
+        self.timeout = timeout
+        self.cancel_on_kill = cancel_on_kill
+
+    def _returning_id(self, run: RemoteRun) -> str:
+        """The run's ``run_id_key`` id, kept as the operator's attribute of that name."""
+        run_id: str = run.ids[self.run_id_key]
+        setattr(self, self.run_id_key, run_id)
+        return run_id
+
+    def execute_complete(self, context: Context, event: dict[str, Any]) -> str:
+        """Called when the trigger fires: return the run's id or raise what went wrong."""
+        return self._returning_id(self.complete_from_event(context, event))
 
     @abstractmethod
     def submit(self, context: Context) -> RemoteRun:

@@ -77,6 +77,7 @@ class DuneRunPipelineOperator(RemoteRunOperatorMixin, BaseOperator):
     template_fields_renderers = {"nodes": "json", "query_parameters": "json"}
     operator_extra_links = (DuneQueryLink(),)
     ui_color = "#f4603e"
+    run_id_key = "pipeline_execution_id"
 
     def __init__(
         self,
@@ -99,20 +100,12 @@ class DuneRunPipelineOperator(RemoteRunOperatorMixin, BaseOperator):
                 f"{type(self).__name__} {kwargs.get('task_id', '')!r}: give exactly one of query_id "
                 "(Dune builds the pipeline from the query's lineage) or nodes (an explicit pipeline)."
             )
-        if poll_interval <= 0:
-            raise DuneConfigurationError(f"poll_interval must be positive, got {poll_interval}.")
-        if timeout is not None and timeout <= 0:
-            raise DuneConfigurationError(f"timeout must be positive seconds or None, got {timeout}.")
+        self._set_wait_options(wait_for_termination, deferrable, poll_interval, timeout, cancel_on_kill)
         self.query_id = query_id
         self.nodes = nodes
         self.performance = performance
         self.query_parameters = query_parameters
         self.dune_conn_id = dune_conn_id
-        self.wait_for_termination = wait_for_termination
-        self.deferrable = deferrable
-        self.poll_interval = poll_interval
-        self.timeout = timeout
-        self.cancel_on_kill = cancel_on_kill
         self.pipeline_execution_id: str | None = None
         # Which views a pipeline refreshes is known only once it ran: events go through the alias.
         self.outlets = [*(self.outlets or []), views_alias()]
@@ -122,9 +115,7 @@ class DuneRunPipelineOperator(RemoteRunOperatorMixin, BaseOperator):
         return DuneHook(self.dune_conn_id)
 
     def execute(self, context: Context) -> str:
-        run = self.run_and_wait(context)
-        self.pipeline_execution_id = run.ids["pipeline_execution_id"]
-        return self.pipeline_execution_id
+        return self._returning_id(self.run_and_wait(context))
 
     def submit(self, context: Context) -> DunePipelineRun:
         # Rendered templates are validated here, before any request.
@@ -159,12 +150,6 @@ class DuneRunPipelineOperator(RemoteRunOperatorMixin, BaseOperator):
             cancel_on_kill=self.cancel_on_kill,
         )
 
-    def execute_complete(self, context: Context, event: dict[str, Any]) -> str:
-        """Called when the trigger fires: return the pipeline id or raise what went wrong."""
-        run = self.complete_from_event(context, event)
-        self.pipeline_execution_id = run.ids["pipeline_execution_id"]
-        return self.pipeline_execution_id
-
     def end_wait(self, run: RemoteRun, event: Mapping[str, Any], context: Context) -> None:
         super().end_wait(run, event, context)  # raises unless the pipeline succeeded
         uris = emit_view_events(
@@ -194,6 +179,7 @@ class _DuneExecutionOperator(RemoteRunOperatorMixin, BaseOperator):
     """
 
     ui_color = "#f4603e"
+    run_id_key = "execution_id"
 
     def __init__(
         self,
@@ -211,10 +197,7 @@ class _DuneExecutionOperator(RemoteRunOperatorMixin, BaseOperator):
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
-        if poll_interval <= 0:
-            raise DuneConfigurationError(f"poll_interval must be positive, got {poll_interval}.")
-        if timeout is not None and timeout <= 0:
-            raise DuneConfigurationError(f"timeout must be positive seconds or None, got {timeout}.")
+        self._set_wait_options(wait_for_termination, deferrable, poll_interval, timeout, cancel_on_kill)
         if not 0 < max_xcom_rows <= XCOM_ROWS_HARD_LIMIT:
             raise DuneConfigurationError(
                 f"max_xcom_rows must be between 1 and {XCOM_ROWS_HARD_LIMIT:,}, got {max_xcom_rows}. "
@@ -227,11 +210,6 @@ class _DuneExecutionOperator(RemoteRunOperatorMixin, BaseOperator):
         self.push_rows_to_xcom = push_rows_to_xcom
         self.max_xcom_rows = max_xcom_rows
         self.dune_conn_id = dune_conn_id
-        self.wait_for_termination = wait_for_termination
-        self.deferrable = deferrable
-        self.poll_interval = poll_interval
-        self.timeout = timeout
-        self.cancel_on_kill = cancel_on_kill
         self.execution_id: str | None = None
 
     @cached_property
@@ -243,15 +221,7 @@ class _DuneExecutionOperator(RemoteRunOperatorMixin, BaseOperator):
         """Validate the rendered arguments, start the execution on Dune, return its id."""
 
     def execute(self, context: Context) -> str:
-        run = self.run_and_wait(context)
-        self.execution_id = run.ids["execution_id"]
-        return self.execution_id
-
-    def execute_complete(self, context: Context, event: dict[str, Any]) -> str:
-        """Called when the trigger fires: return the execution id or raise what went wrong."""
-        run = self.complete_from_event(context, event)
-        self.execution_id = run.ids["execution_id"]
-        return self.execution_id
+        return self._returning_id(self.run_and_wait(context))
 
     def submit(self, context: Context) -> DuneExecutionRun:
         self.execution_id = self.start_execution(context)

@@ -60,6 +60,7 @@ class MaiaRunPipelineOperator(RemoteRunOperatorMixin, BaseOperator):
     )
     template_fields_renderers = {"scalar_variables": "json", "grid_variables": "json"}
     ui_color = "#5cc9a7"
+    run_id_key = "pipeline_execution_id"
 
     def __init__(
         self,
@@ -79,21 +80,13 @@ class MaiaRunPipelineOperator(RemoteRunOperatorMixin, BaseOperator):
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
-        if poll_interval <= 0:
-            raise DuneConfigurationError(f"poll_interval must be positive, got {poll_interval}.")
-        if timeout is not None and timeout <= 0:
-            raise DuneConfigurationError(f"timeout must be positive seconds or None, got {timeout}.")
+        self._set_wait_options(wait_for_termination, deferrable, poll_interval, timeout, cancel_on_kill)
         self.project_id = project_id
         self.pipeline_name = pipeline_name
         self.environment_name = environment_name
         self.scalar_variables = scalar_variables
         self.grid_variables = grid_variables
         self.maia_conn_id = maia_conn_id
-        self.wait_for_termination = wait_for_termination
-        self.deferrable = deferrable
-        self.poll_interval = poll_interval
-        self.timeout = timeout
-        self.cancel_on_kill = cancel_on_kill
         self.fail_on_skipped = fail_on_skipped
         self.pipeline_execution_id: str | None = None
 
@@ -102,9 +95,7 @@ class MaiaRunPipelineOperator(RemoteRunOperatorMixin, BaseOperator):
         return MaiaHook(self.maia_conn_id)
 
     def execute(self, context: Context) -> str:
-        run = self.run_and_wait(context)
-        self.pipeline_execution_id = run.ids["pipeline_execution_id"]
-        return self.pipeline_execution_id
+        return self._returning_id(self.run_and_wait(context))
 
     def submit(self, context: Context) -> MaiaPipelineRun:
         # Rendered templates are checked here, before any request.
@@ -146,9 +137,7 @@ class MaiaRunPipelineOperator(RemoteRunOperatorMixin, BaseOperator):
     def execute_complete(self, context: Context, event: dict[str, Any]) -> str:
         """Called when the trigger fires: return the execution id or raise what went wrong."""
         warn_if_skipped(event, self.log)
-        run = self.complete_from_event(context, event)
-        self.pipeline_execution_id = run.ids["pipeline_execution_id"]
-        return self.pipeline_execution_id
+        return super().execute_complete(context, event)
 
 
 def _from_json(value: Any, name: str) -> Any:

@@ -10,6 +10,7 @@ from airflow_provider_dune.operators.dune import DuneRunPipelineOperator
 from airflow_provider_dune.runs.dune import DunePipelineRun
 from tests.airflow_runs import run_dag_source
 from tests.conftest import TEST_API_KEY
+from tests.helpers import FakeTI
 from tests.scripted_server import Answer
 
 pytestmark = pytest.mark.usefixtures("airflow_db")
@@ -180,14 +181,6 @@ def test_sensor_fails_on_failed_view_node(threaded_dune, deferrable):
 
 
 # --------------------------------------------------------------- messages, straight from execute()
-
-
-class FakeTI:
-    def __init__(self):
-        self.pushed = {}
-
-    def xcom_push(self, key, value):
-        self.pushed[key] = value
 
 
 def test_failure_message_names_node_query_error_and_line_column(threaded_dune):

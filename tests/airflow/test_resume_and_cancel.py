@@ -10,6 +10,7 @@ from airflow_provider_dune.hooks.dune import DuneHook
 from airflow_provider_dune.operators.dune import DuneRunPipelineOperator
 from airflow_provider_dune.operators.resume import STORE_KEY, resume_store_for
 from airflow_provider_dune.triggers.dune import DunePipelineTrigger
+from tests.helpers import FakeTI
 from tests.scripted_server import Answer
 
 EXECUTE = "/api/v1/pipelines/execute"
@@ -49,14 +50,6 @@ class FakeStateStore:
 
     def delete(self, key):
         self.data.pop(key, None)
-
-
-class FakeTI:
-    def __init__(self):
-        self.pushed = {}
-
-    def xcom_push(self, key, value):
-        self.pushed[key] = value
 
 
 def context_with(store):

@@ -20,20 +20,9 @@ from airflow_provider_dune.operators.dune import (
 from airflow_provider_dune.operators.results import DuneResultNotReady, DuneResultsToStorageOperator
 from airflow_provider_dune.sensors.dune import DuneExecutionSensor
 from tests.airflow_runs import DagRunResult, _task_states, _xcoms, dags_folder, run_dag_source
+from tests.helpers import FakeTI
 
 VIEW = "dune.emulator.result_dex_daily_volume"
-
-
-class FakeTI:
-    def __init__(self, xcoms=None):
-        self.pushed = {}
-        self.xcoms = xcoms or {}
-
-    def xcom_push(self, key, value):
-        self.pushed[key] = value
-
-    def xcom_pull(self, task_ids=None, key="return_value"):
-        return self.xcoms.get((task_ids, key))
 
 
 def run_dag_with_assets(source: str, dag_id: str) -> DagRunResult:

@@ -8,14 +8,7 @@ from airflow_provider_dune.hooks.dune import DuneHook
 from airflow_provider_dune.operators.base import RemoteRunFailed
 from airflow_provider_dune.operators.dune import DuneRunPipelineOperator
 from tests.airflow_runs import run_dag_source
-
-
-class FakeTI:
-    def __init__(self):
-        self.pushed = {}
-
-    def xcom_push(self, key, value):
-        self.pushed[key] = value
+from tests.helpers import FakeTI
 
 
 def test_failing_query_reports_node_query_message_and_sql_position(dune_emulator):

@@ -6,6 +6,7 @@ import pytest
 
 from airflow_provider_dune.operators.dune import DuneRunPipelineOperator
 from tests.airflow_runs import run_dag_source
+from tests.helpers import FakeTI
 
 KEY = "secret-scan-key-5a1f0c77d2"
 
@@ -42,11 +43,7 @@ def test_a_dag_run_leaves_the_key_nowhere(dune_emulator, capfd, caplog):
 def test_the_deferred_trigger_row_holds_no_key(dune_emulator):
     from airflow.providers.common.compat.sdk import TaskDeferred
 
-    class TI:
-        def xcom_push(self, key, value):
-            pass
-
     with pytest.raises(TaskDeferred) as deferred:
-        DuneRunPipelineOperator(task_id="t", query_id=1001, deferrable=True).execute({"ti": TI()})
+        DuneRunPipelineOperator(task_id="t", query_id=1001, deferrable=True).execute({"ti": FakeTI()})
     classpath, kwargs = deferred.value.trigger.serialize()
     assert KEY not in repr(kwargs) + repr(deferred.value.trigger) + classpath

@@ -11,15 +11,8 @@ from airflow_provider_dune.operators.maia import MaiaRunPipelineOperator
 from airflow_provider_dune.sensors.maia import MaiaPipelineSensor
 from airflow_provider_dune.triggers.maia import MaiaPipelineTrigger
 from tests.airflow_runs import run_dag_source
+from tests.helpers import FakeTI
 from tests.maia.conftest import CLIENT_SECRET
-
-
-class FakeTI:
-    def __init__(self):
-        self.pushed = {}
-
-    def xcom_push(self, key, value):
-        self.pushed[key] = value
 
 
 def operator(**kwargs) -> MaiaRunPipelineOperator:

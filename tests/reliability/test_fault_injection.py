@@ -26,6 +26,7 @@ from airflow_provider_dune.operators.dune import DuneRunPipelineOperator
 from airflow_provider_dune.runs.base import wait_for_run
 from airflow_provider_dune.runs.dune import DunePipelineRun
 from airflow_provider_dune.triggers.dune import DunePipelineTrigger
+from tests.helpers import FakeTI
 
 KEY = "fault-suite-key-0d6b2e91"
 EXECUTE = "/api/v1/pipelines/execute"
@@ -50,14 +51,6 @@ class Outcome:
     pipeline_execution_id: str | None
     status: str  # success | error | submit_error
     message: str
-
-
-class FakeTI:
-    def __init__(self):
-        self.pushed = {}
-
-    def xcom_push(self, key, value):
-        self.pushed[key] = value
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from airflow_provider_dune.exceptions import DuneError
-from airflow_provider_dune.hooks import dune as hook_module
+from airflow_provider_dune.hooks import http as transport
 from airflow_provider_dune.hooks.dune import DuneHook
 from airflow_provider_dune.operators.dune import DuneRunPipelineOperator
 from tests.conftest import TEST_API_KEY, TEST_BASE_URL
@@ -175,7 +175,7 @@ CASES: list[tuple[str, Callable[[Any], Any], str]] = [
 
 @pytest.fixture
 def m(monkeypatch, requests_mock, dune_conn):
-    monkeypatch.setattr(hook_module.time, "sleep", lambda s: None)
+    monkeypatch.setattr(transport.time, "sleep", lambda s: None)
     monkeypatch.requests_mock = requests_mock  # type: ignore[attr-defined]
     return monkeypatch
 

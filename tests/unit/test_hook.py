@@ -9,6 +9,7 @@ from urllib3.exceptions import NewConnectionError
 from airflow_provider_dune import __version__
 from airflow_provider_dune.exceptions import DuneApiError, DuneConfigurationError, DuneResponseError
 from airflow_provider_dune.hooks import dune as hook_module
+from airflow_provider_dune.hooks import http as transport
 from airflow_provider_dune.hooks.dune import DuneHook
 from tests.conftest import TEST_API_KEY, TEST_BASE_URL
 
@@ -20,7 +21,7 @@ STATUS = f"{TEST_BASE_URL}/v1/pipelines/executions/P1/status"
 def sleeps(monkeypatch):
     """Record the hook's backoff waits instead of sleeping them."""
     waits: list[float] = []
-    monkeypatch.setattr(hook_module.time, "sleep", waits.append)
+    monkeypatch.setattr(transport.time, "sleep", waits.append)
     return waits
 
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 
 from airflow_provider_dune.exceptions import DuneApiError
-from airflow_provider_dune.hooks import dune as hook_module
+from airflow_provider_dune.hooks import http as transport
 from airflow_provider_dune.hooks.dune import DuneHook, shared_async_session
 from tests.conftest import TEST_API_KEY
 from tests.scripted_server import Answer
@@ -18,7 +18,7 @@ def no_sleep(monkeypatch):
     async def fake_sleep(seconds):
         waits.append(seconds)
 
-    monkeypatch.setattr(hook_module.asyncio, "sleep", fake_sleep)
+    monkeypatch.setattr(transport.asyncio, "sleep", fake_sleep)
     return waits
 
 

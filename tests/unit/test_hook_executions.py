@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from airflow_provider_dune.exceptions import DuneApiError, DuneConfigurationError, DuneResponseError
-from airflow_provider_dune.hooks import dune as hook_module
+from airflow_provider_dune.hooks import http as transport
 from airflow_provider_dune.hooks.dune import DuneHook
 from airflow_provider_dune.models.dune import (
     find_node_execution,
@@ -20,7 +20,7 @@ API = TEST_BASE_URL
 
 @pytest.fixture
 def hook(dune_conn, monkeypatch):
-    monkeypatch.setattr(hook_module.time, "sleep", lambda _: None)
+    monkeypatch.setattr(transport.time, "sleep", lambda _: None)
     return DuneHook(retry_delay=0.01)
 
 

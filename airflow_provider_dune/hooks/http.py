@@ -1,0 +1,341 @@
+"""The HTTP transport both hooks share: one retry loop, sync (requests) and async (aiohttp).
+
+Sync calls (operators, sensors in poke mode) go through one ``requests.Session`` per hook.
+Async calls (triggers) go through one ``aiohttp.ClientSession`` per event loop, shared by
+every trigger in the triggerer, so a thousand deferred tasks use one connection pool rather
+than a thousand.
+
+A hook subclasses :class:`HttpServiceHook` and keeps only what is its own: how it reads its
+connection (:meth:`~HttpServiceHook._credentials_from`), its URLs and auth headers, how it
+reads an answer (an ``interpret(reply)`` callback that returns the decoded body or raises
+:class:`Retryable` / the service's own errors) and the error it raises when the retries run
+out (:meth:`~HttpServiceHook._gave_up`). The one :class:`~airflow_provider_dune.hooks.retry.RetryPolicy`
+decides what is tried again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import weakref
+from collections.abc import Callable, Collection, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any, Generic, TypeVar
+from urllib.parse import urlsplit
+
+import aiohttp
+import requests
+from airflow.providers.common.compat.connection import get_async_connection, get_async_extra_dejson
+from airflow.providers.common.compat.sdk import AirflowNotFoundException, BaseHook
+
+from airflow_provider_dune import __version__
+from airflow_provider_dune.exceptions import DuneConfigurationError
+from airflow_provider_dune.hooks.retry import RetryPolicy, parse_retry_after
+
+USER_AGENT = f"airflow-provider-dune/{__version__}"
+# Connections kept open per triggerer event loop, whatever the number of triggers.
+ASYNC_POOL_SIZE = 32
+
+CredsT = TypeVar("CredsT")
+
+
+@dataclass(frozen=True)
+class Reply:
+    """What one attempt produced: a response, or no response (``status=None``)."""
+
+    status: int | None
+    body: bytes = b""
+    content_type: str = ""
+    retry_after: float | None = None
+    # For status=None: whether the request may have reached the server before it failed.
+    sent: bool = True
+    transport_error: str = ""
+    # Only the response headers the caller asked to keep (e.g. paging), never the whole set.
+    headers: Mapping[str, str] = field(default_factory=dict)
+
+
+# What a garbled body of a read counts as: worth another try, like a 5xx.
+MALFORMED_BODY = Reply(None, sent=True, transport_error="malformed body")
+
+
+class Retryable(Exception):
+    """Raised by an ``interpret`` callback: ``error`` is raised unless the policy retries ``reply``."""
+
+    def __init__(self, error: Exception, reply: Reply) -> None:
+        self.error = error
+        self.reply = reply
+
+
+_shared_sessions: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, aiohttp.ClientSession] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def shared_async_session() -> aiohttp.ClientSession:
+    """The connection pool of the running event loop, created on first use."""
+    loop = asyncio.get_running_loop()
+    session = _shared_sessions.get(loop)
+    if session is None or session.closed:
+        session = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=ASYNC_POOL_SIZE, ttl_dns_cache=300),
+            headers={"User-Agent": USER_AGENT},
+        )
+        _shared_sessions[loop] = session
+    return session
+
+
+async def close_shared_async_session() -> None:
+    """Close the running loop's pool (tests and benchmarks; the triggerer keeps it for its life)."""
+    session = _shared_sessions.pop(asyncio.get_running_loop(), None)
+    if session is not None and not session.closed:
+        await session.close()
+
+
+def _reply(status: int, body: bytes, headers: Mapping[str, str], keep_headers: Collection[str]) -> Reply:
+    """The reply of an attempt that got a response (``headers`` are case-insensitive)."""
+    return Reply(
+        status,
+        body,
+        headers.get("Content-Type", ""),
+        parse_retry_after(headers.get("Retry-After")),
+        headers={name: headers[name] for name in keep_headers if name in headers},
+    )
+
+
+def transport_failure(exc: BaseException, connect_phase: bool, url: str) -> Reply:
+    """The reply of an attempt that got no response; ``connect_phase``: nothing was sent."""
+    host = urlsplit(url).netloc
+    if connect_phase:
+        text = f"could not connect to {host} ({type(exc).__name__})"
+    else:
+        text = f"connection to {host} lost or timed out after sending ({type(exc).__name__})"
+    return Reply(None, sent=not connect_phase, transport_error=text)
+
+
+def requests_connect_phase(exc: requests.RequestException) -> bool:
+    """Whether a requests failure happened while connecting (refused, or the connect timed out),
+    so nothing was sent."""
+    if isinstance(exc, requests.ConnectTimeout):
+        return True
+    from urllib3.exceptions import ConnectTimeoutError, NewConnectionError
+
+    markers = (NewConnectionError, ConnectTimeoutError)
+    cause: BaseException | None = exc
+    for _ in range(6):
+        if cause is None:
+            return False
+        if isinstance(cause, markers):
+            return True
+        # requests wraps urllib3's MaxRetryError (in args and in __context__), which holds the
+        # real failure in .reason.
+        reason = getattr(cause, "reason", None)
+        first_arg = cause.args[0] if cause.args else None
+        if isinstance(reason, BaseException):
+            cause = reason
+        elif isinstance(first_arg, BaseException):
+            cause = first_arg
+        else:
+            cause = cause.__cause__ or cause.__context__
+    return False
+
+
+def path_id(value: str, service: str) -> str:
+    """An id placed in a URL path: refuse anything that would change the path."""
+    text = str(value).strip()
+    if not text or any(c in text for c in "/?#%\\ ") or not text.isprintable():
+        raise DuneConfigurationError(f"{value!r} is not a valid {service} id.")
+    return text
+
+
+class HttpServiceHook(BaseHook, Generic[CredsT]):
+    """What the Dune and Maia hooks share: the cached connection lookup and the retrying transport.
+
+    The hook sets ``timeout``, ``retry_policy``, ``rate_limited_count`` (429 answers seen; the
+    polling loop stretches its interval when it grows) and ``_session``/``_creds`` (``None``)
+    in its ``__init__``, and implements :meth:`_conn_id`, :meth:`_credentials_from`,
+    :meth:`_missing_connection` and :meth:`_gave_up`.
+    """
+
+    timeout: float
+    retry_policy: RetryPolicy
+    rate_limited_count: int
+    _session: requests.Session | None
+    _creds: CredsT | None
+
+    # ------------------------------------------------------------------ what each hook supplies
+
+    def _conn_id(self) -> str:
+        raise NotImplementedError
+
+    def _credentials_from(self, conn: Any, extras: Any) -> CredsT:
+        """Check the connection and its extras (a dict, if well-formed) and build the credentials."""
+        raise NotImplementedError
+
+    def _missing_connection(self) -> Exception:
+        raise NotImplementedError
+
+    def _gave_up(self, error: Exception, attempts: int, elapsed: float) -> Exception:
+        """The error to raise once the policy has no budget left for another attempt."""
+        raise NotImplementedError
+
+    # ------------------------------------------------------------------ credentials
+
+    def _credentials(self) -> CredsT:
+        if self._creds is None:
+            try:
+                conn = self.get_connection(self._conn_id())
+            except AirflowNotFoundException:
+                raise self._missing_connection() from None
+            self._creds = self._credentials_from(conn, conn.extra_dejson)
+        return self._creds
+
+    async def _acredentials(self) -> CredsT:
+        # The sync lookup blocks the triggerer's loop (and on Airflow 3 can deadlock it).
+        if self._creds is None:
+            try:
+                conn = await get_async_connection(self._conn_id(), hook=self)
+            except AirflowNotFoundException:
+                raise self._missing_connection() from None
+            self._creds = self._credentials_from(conn, await get_async_extra_dejson(conn))
+        return self._creds
+
+    # ------------------------------------------------------------------ retry policy
+
+    def _backoff(self, starts_work: bool) -> Callable[[Retryable], float]:
+        """For one call, started now: after each failed attempt, the wait before the next one
+        (logged), or raise when the policy says stop."""
+        first = time.monotonic()
+        attempt = 0
+
+        def next_delay(retry: Retryable) -> float:
+            nonlocal attempt
+            attempt += 1
+            policy = self.retry_policy
+            reply = retry.reply
+            if reply.status == 429:
+                self.rate_limited_count += 1
+            if not policy.should_retry(starts_work=starts_work, status=reply.status, request_sent=reply.sent):
+                raise retry.error
+            delay = policy.delay(attempt, reply.retry_after)
+            elapsed = time.monotonic() - first
+            if not policy.has_budget(attempt, elapsed, delay):
+                raise self._gave_up(retry.error, attempt, elapsed)
+            self.log.warning("%s Retrying in %.1fs (attempt %d).", retry.error, delay, attempt + 1)
+            return delay
+
+        return next_delay
+
+    @contextmanager
+    def _quick_retries(self) -> Iterator[None]:
+        """For the connection form, which waits on the call: answer in seconds, not minutes."""
+        policy = self.retry_policy
+        self.retry_policy = RetryPolicy(max_attempts=2, base_delay=0.5, max_total_seconds=5)
+        try:
+            yield
+        finally:
+            self.retry_policy = policy
+
+    # ------------------------------------------------------------------ sync transport
+
+    def get_session(self) -> requests.Session:
+        if self._session is None:
+            self._session = requests.Session()
+        return self._session
+
+    def _send(
+        self,
+        method: str,
+        url: str,
+        headers: Mapping[str, str],
+        *,
+        params: Mapping[str, Any] | None = None,
+        json_body: Any = None,
+        form: Mapping[str, str] | None = None,
+        keep_headers: Collection[str] = (),
+    ) -> Reply:
+        """One attempt; never raises for a failed connection (the reply says what happened)."""
+        try:
+            resp = self.get_session().request(
+                method,
+                url,
+                json=json_body,
+                data=form,
+                params=params,
+                headers=dict(headers),
+                timeout=self.timeout,
+            )
+        except (requests.ConnectionError, requests.Timeout) as exc:
+            # A failure while connecting never reached the server; a later one might have.
+            connect_phase = requests_connect_phase(exc)
+            return transport_failure(exc, connect_phase, url)
+        return _reply(resp.status_code, resp.content, resp.headers, keep_headers)
+
+    def _call(
+        self,
+        method: str,
+        url: str,
+        headers: Mapping[str, str],
+        interpret: Callable[[Reply], Any],
+        *,
+        starts_work: bool = False,
+        **send: Any,
+    ) -> Any:
+        """Send under the retry policy until ``interpret`` accepts a reply; return what it returns.
+
+        ``send`` holds :meth:`_send`'s keywords (``params``, ``json_body``, ``form``, ``keep_headers``).
+        """
+        next_delay = self._backoff(starts_work)
+        while True:
+            try:
+                return interpret(self._send(method, url, headers, **send))
+            except Retryable as retry:
+                time.sleep(next_delay(retry))
+
+    # ------------------------------------------------------------------ async transport
+
+    async def _asend(
+        self,
+        method: str,
+        url: str,
+        headers: Mapping[str, str],
+        *,
+        params: Mapping[str, Any] | None = None,
+        json_body: Any = None,
+        form: Mapping[str, str] | None = None,
+        keep_headers: Collection[str] = (),
+    ) -> Reply:
+        """The async twin of :meth:`_send`, on the event loop's shared connection pool."""
+        session = shared_async_session()
+        try:
+            async with session.request(
+                method,
+                url,
+                json=json_body,
+                data=form,
+                params=params,
+                headers=dict(headers),
+                timeout=aiohttp.ClientTimeout(total=self.timeout),
+            ) as resp:
+                return _reply(resp.status, await resp.read(), resp.headers, keep_headers)
+        except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+            connect_phase = isinstance(exc, (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError))
+            return transport_failure(exc, connect_phase, url)
+
+    async def _acall(
+        self,
+        method: str,
+        url: str,
+        headers: Mapping[str, str],
+        interpret: Callable[[Reply], Any],
+        *,
+        starts_work: bool = False,
+        **send: Any,
+    ) -> Any:
+        """The async twin of :meth:`_call`."""
+        next_delay = self._backoff(starts_work)
+        while True:
+            try:
+                return interpret(await self._asend(method, url, headers, **send))
+            except Retryable as retry:
+                await asyncio.sleep(next_delay(retry))

@@ -242,7 +242,16 @@ class DuneHook(HttpServiceHook[_Credentials]):
         return DuneResponseError(f"{error} Gave up after {attempts} attempts over {elapsed:.0f}s.")
 
     def _headers(self, creds: _Credentials) -> dict[str, str]:
-        return {"X-Dune-Api-Key": creds.api_key, "User-Agent": USER_AGENT, "Accept": "application/json"}
+        # Built once per hook: a trigger polls with the same headers for hours.
+        headers: dict[str, str] | None = getattr(self, "_header_cache", None)
+        if headers is None:
+            headers = {
+                "X-Dune-Api-Key": creds.api_key,
+                "User-Agent": USER_AGENT,
+                "Accept": "application/json",
+            }
+            self._header_cache = headers
+        return headers
 
     # ------------------------------------------------------------------ requests
 

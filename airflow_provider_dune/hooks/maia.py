@@ -25,10 +25,9 @@ import weakref
 from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import partial
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-import requests
 from airflow.providers.common.compat.sdk import mask_secret
 
 from airflow_provider_dune.connection_forms import MAIA_BEHAVIOUR, plain_extras
@@ -45,6 +44,9 @@ from airflow_provider_dune.hooks.http import (
     Retryable,
     path_id,
 )
+
+if TYPE_CHECKING:
+    import requests
 from airflow_provider_dune.hooks.retry import RetryPolicy
 from airflow_provider_dune.models.maia import MaiaPipelineStatus, parse_pipeline_status, parse_problem
 

@@ -108,6 +108,10 @@ class RemoteRunOperatorMixin:
     def run_from_ids(self, ids: Mapping[str, Any]) -> RemoteRun:
         """The adapter for a run the ids (from an event) describe."""
 
+    def link_xcoms(self) -> Mapping[str, str]:
+        """XComs behind the operator's extra links (e.g. the query's page on dune.com)."""
+        return {}
+
     @abstractmethod
     def make_trigger(self, run: RemoteRun, end_time: float | None) -> BaseTrigger: ...
 
@@ -120,6 +124,9 @@ class RemoteRunOperatorMixin:
             store.put(run.ids)
             self.log.info("Started %s.", run.label)
         self._remote_run = run
+        # On every try, reconnected or not: the links must work for the try a person looks at.
+        for key, value in self.link_xcoms().items():
+            context["ti"].xcom_push(key=key, value=value)
         for key, value in run.ids.items():
             context["ti"].xcom_push(key=key, value=value)
         if state is not None and state.outcome is RunOutcome.SUCCEEDED:
@@ -170,7 +177,10 @@ class RemoteRunOperatorMixin:
 
     def end_wait(self, run: RemoteRun, event: Mapping[str, Any], context: Context) -> None:
         self._remote_run = run
-        resume_store_for(context).forget()
+        if not event.get("unreadable"):
+            # The run's end is known. When its status could not be read, the run may still be
+            # going: keep the record so that a retry reconnects instead of starting another.
+            resume_store_for(context).forget()
         if event.get("status") == "timeout":
             self._cancel(run, "its timeout ended the wait")
         finish_wait(run, event, context, self.log)

@@ -19,10 +19,16 @@ from airflow_provider_dune.models.pipeline_spec import build_pipeline_request
 from airflow_provider_dune.operators.base import RemoteRunOperatorMixin
 from airflow_provider_dune.runs.base import RemoteRun
 from airflow_provider_dune.runs.dune import DuneExecutionRun, DunePipelineRun
-from airflow_provider_dune.triggers.dune import DuneExecutionTrigger, DunePipelineTrigger
 
 if TYPE_CHECKING:
     from airflow.providers.common.compat.sdk import Context
+
+    from airflow_provider_dune.triggers.dune import DuneExecutionTrigger, DunePipelineTrigger
+
+
+def _query_link(query_id: Any) -> dict[str, str]:
+    """The XCom behind the "Dune query" link, for operators given a query id."""
+    return {DuneQueryLink.key: DUNE_QUERY_URL.format(query_id=query_id)} if query_id is not None else {}
 
 
 def _from_json(value: Any, name: str) -> Any:
@@ -117,6 +123,9 @@ class DuneRunPipelineOperator(RemoteRunOperatorMixin, BaseOperator):
     def execute(self, context: Context) -> str:
         return self._returning_id(self.run_and_wait(context))
 
+    def link_xcoms(self) -> dict[str, str]:
+        return _query_link(self.query_id)
+
     def submit(self, context: Context) -> DunePipelineRun:
         # Rendered templates are validated here, before any request.
         request = build_pipeline_request(
@@ -125,10 +134,6 @@ class DuneRunPipelineOperator(RemoteRunOperatorMixin, BaseOperator):
             performance=self.performance,
             query_parameters=_from_json(self.query_parameters, "query_parameters"),
         )
-        if "query_id" in request:
-            context["ti"].xcom_push(
-                key=DuneQueryLink.key, value=DUNE_QUERY_URL.format(query_id=request["query_id"])
-            )
         pid = self.hook.execute_pipeline(
             query_id=request.get("query_id"),
             nodes=request.get("pipeline", {}).get("nodes"),
@@ -142,6 +147,9 @@ class DuneRunPipelineOperator(RemoteRunOperatorMixin, BaseOperator):
         return DunePipelineRun(self.hook, str(ids["pipeline_execution_id"]))
 
     def make_trigger(self, run: RemoteRun, end_time: float | None) -> DunePipelineTrigger:
+        # Imported here: only a deferring task needs the trigger (and its import cost).
+        from airflow_provider_dune.triggers.dune import DunePipelineTrigger
+
         return DunePipelineTrigger(
             pipeline_execution_id=run.ids["pipeline_execution_id"],
             dune_conn_id=self.dune_conn_id,
@@ -233,6 +241,9 @@ class _DuneExecutionOperator(RemoteRunOperatorMixin, BaseOperator):
         )
 
     def make_trigger(self, run: RemoteRun, end_time: float | None) -> DuneExecutionTrigger:
+        # Imported here: only a deferring task needs the trigger (and its import cost).
+        from airflow_provider_dune.triggers.dune import DuneExecutionTrigger
+
         return DuneExecutionTrigger(
             execution_id=run.ids["execution_id"],
             dune_conn_id=self.dune_conn_id,
@@ -335,14 +346,14 @@ class DuneRunQueryOperator(_DuneExecutionOperator):
         self.query_id = query_id
         self.query_parameters = query_parameters
 
+    def link_xcoms(self) -> dict[str, str]:
+        return _query_link(self.query_id)
+
     def start_execution(self, context: Context) -> str:
         request = build_pipeline_request(
             query_id=self.query_id,
             performance=self.performance,
             query_parameters=_from_json(self.query_parameters, "query_parameters"),
-        )
-        context["ti"].xcom_push(
-            key=DuneQueryLink.key, value=DUNE_QUERY_URL.format(query_id=request["query_id"])
         )
         return self.hook.execute_query(
             request["query_id"],
@@ -464,9 +475,6 @@ class DuneRunQueryPipelineOperator(DuneRunPipelineOperator):
             query_id=self.query_id,
             performance=self.performance,
             query_parameters=_from_json(self.query_parameters, "query_parameters"),
-        )
-        context["ti"].xcom_push(
-            key=DuneQueryLink.key, value=DUNE_QUERY_URL.format(query_id=request["query_id"])
         )
         pid = self.hook.execute_query_pipeline(
             request["query_id"],

@@ -14,10 +14,11 @@ from airflow_provider_dune.hooks.maia import MaiaHook
 from airflow_provider_dune.operators.base import RemoteRunOperatorMixin
 from airflow_provider_dune.runs.base import RemoteRun
 from airflow_provider_dune.runs.maia import MaiaPipelineRun, warn_if_skipped
-from airflow_provider_dune.triggers.maia import MaiaPipelineTrigger
 
 if TYPE_CHECKING:
     from airflow.providers.common.compat.sdk import Context
+
+    from airflow_provider_dune.triggers.maia import MaiaPipelineTrigger
 
 _SCALAR_TYPES = (str, int, float, bool)
 
@@ -124,6 +125,9 @@ class MaiaRunPipelineOperator(RemoteRunOperatorMixin, BaseOperator):
         )
 
     def make_trigger(self, run: RemoteRun, end_time: float | None) -> MaiaPipelineTrigger:
+        # Imported here: only a deferring task needs the trigger (and its import cost).
+        from airflow_provider_dune.triggers.maia import MaiaPipelineTrigger
+
         return MaiaPipelineTrigger(
             project_id=run.ids["project_id"],
             pipeline_execution_id=run.ids["pipeline_execution_id"],

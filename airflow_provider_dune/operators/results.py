@@ -220,10 +220,7 @@ class DuneResultsToStorageOperator(BaseOperator):
                         pa, page.column_names or list(page.rows[0] if page.rows else []), page.column_types
                     )
                     writer = pq.ParquetWriter(out, schema)
-                table = pa.Table.from_pylist(
-                    [_coerce(row, writer.schema) for row in page.rows], schema=writer.schema
-                )
-                writer.write_table(table)
+                writer.write_table(_page_table(pa, page.rows, writer.schema))
                 rows += len(page.rows)
         finally:
             if writer is not None:
@@ -270,14 +267,22 @@ def arrow_schema(pa: Any, names: Sequence[str], types: Sequence[str]) -> Any:
     return pa.schema(fields)
 
 
-def _coerce(row: dict[str, Any], schema: Any) -> dict[str, Any]:
-    """Bring JSON values to the column's Arrow type (text columns keep lists/objects as JSON)."""
-    out: dict[str, Any] = {}
+def _page_table(pa: Any, rows: list[dict[str, Any]], schema: Any) -> Any:
+    """One page as an Arrow table, built column by column (the per-row work is one dict lookup).
+
+    JSON numbers go straight into int64/float64 columns; a text column that received lists,
+    objects or numbers keeps them as JSON text rather than failing the export.
+    """
+    arrays = []
     for field in schema:
-        value = row.get(field.name)
-        if value is not None and str(field.type) == "string" and not isinstance(value, str):
-            value = json.dumps(value) if isinstance(value, (list, dict)) else str(value)
-        elif value is not None and str(field.type) == "double":
-            value = float(value)
-        out[field.name] = value
-    return out
+        values = [row.get(field.name) for row in rows]
+        if pa.types.is_string(field.type) and any(v is not None and not isinstance(v, str) for v in values):
+            values = [_as_text(v) for v in values]
+        arrays.append(pa.array(values, type=field.type))
+    return pa.Table.from_arrays(arrays, schema=schema)
+
+
+def _as_text(value: Any) -> str | None:
+    if value is None or isinstance(value, str):
+        return value
+    return json.dumps(value) if isinstance(value, (list, dict)) else str(value)

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from functools import cached_property
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from airflow.providers.common.compat.sdk import conf
 
 from airflow_provider_dune.hooks.dune import DuneHook
 from airflow_provider_dune.runs.dune import DuneExecutionRun, DunePipelineRun
 from airflow_provider_dune.sensors.base import RemoteRunSensor
-from airflow_provider_dune.triggers.dune import DuneExecutionTrigger, DunePipelineTrigger
+
+if TYPE_CHECKING:
+    from airflow_provider_dune.triggers.dune import DuneExecutionTrigger, DunePipelineTrigger
 
 
 class DunePipelineSensor(RemoteRunSensor):
@@ -53,6 +55,9 @@ class DunePipelineSensor(RemoteRunSensor):
         return DunePipelineRun(self.hook, self.pipeline_execution_id)
 
     def make_trigger(self, poll_interval: float, end_time: float | None) -> DunePipelineTrigger:
+        # Imported here: only a deferring sensor needs the trigger (and its import cost).
+        from airflow_provider_dune.triggers.dune import DunePipelineTrigger
+
         return DunePipelineTrigger(
             pipeline_execution_id=self.pipeline_execution_id,
             dune_conn_id=self.dune_conn_id,
@@ -109,6 +114,9 @@ class DuneExecutionSensor(RemoteRunSensor):
         )
 
     def make_trigger(self, poll_interval: float, end_time: float | None) -> DuneExecutionTrigger:
+        # Imported here: only a deferring sensor needs the trigger (and its import cost).
+        from airflow_provider_dune.triggers.dune import DuneExecutionTrigger
+
         return DuneExecutionTrigger(
             execution_id=str(self.execution_id),
             dune_conn_id=self.dune_conn_id,

@@ -11,10 +11,11 @@ from airflow.providers.common.compat.sdk import conf
 from airflow_provider_dune.hooks.maia import MaiaHook
 from airflow_provider_dune.runs.maia import MaiaPipelineRun, warn_if_skipped
 from airflow_provider_dune.sensors.base import RemoteRunSensor
-from airflow_provider_dune.triggers.maia import MaiaPipelineTrigger
 
 if TYPE_CHECKING:
     from airflow.providers.common.compat.sdk import Context
+
+    from airflow_provider_dune.triggers.maia import MaiaPipelineTrigger
 
 
 class MaiaPipelineSensor(RemoteRunSensor):
@@ -65,6 +66,9 @@ class MaiaPipelineSensor(RemoteRunSensor):
         )
 
     def make_trigger(self, poll_interval: float, end_time: float | None) -> MaiaPipelineTrigger:
+        # Imported here: only a deferring sensor needs the trigger (and its import cost).
+        from airflow_provider_dune.triggers.maia import MaiaPipelineTrigger
+
         return MaiaPipelineTrigger(
             project_id=self.project_id,
             pipeline_execution_id=self.pipeline_execution_id,

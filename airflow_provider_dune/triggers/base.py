@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
+from airflow_provider_dune.exceptions import DuneError
 from airflow_provider_dune.runs.base import RemoteRun, poll_run
 
 
@@ -37,7 +38,11 @@ class RemoteRunTrigger(BaseTrigger):
         if not self.cancel_on_kill:
             return
         run = self.remote_run()
-        cancelled = await run.acancel()
+        try:
+            cancelled = await run.acancel()
+        except DuneError as exc:
+            self.log.warning("Could not cancel %s after its task was killed: %s", run.label, exc)
+            return
         self.log.info(
             "Cancelled %s because its task was killed: %s.",
             run.label,

@@ -66,6 +66,7 @@ def test_a_retry_reconnects_to_the_running_pipeline_instead_of_submitting(thread
     assert result == "OLD"
     assert threaded_dune.calls("POST", EXECUTE) == 0
     assert context["ti"].pushed["pipeline_execution_id"] == "OLD"
+    assert context["ti"].pushed["dune_query_url"] == "https://dune.com/queries/5"  # link works on the retry
     assert STORE_KEY not in store.data  # forgotten once the wait ended
 
 
@@ -207,3 +208,37 @@ def test_hook_arguments_win_over_extras(monkeypatch):
     hook = DuneHook(retry_limit=2)
     hook._credentials()
     assert hook.retry_policy.max_attempts == 2
+
+
+def test_a_wait_ended_by_an_unreadable_status_keeps_the_record_for_the_retry(dune_conn):
+    from airflow_provider_dune.operators.base import RemoteRunFailed
+
+    store = FakeStateStore({STORE_KEY: {"pipeline_execution_id": "P1"}})
+    event = {
+        "status": "error",
+        "pipeline_execution_id": "P1",
+        "node_executions": [],
+        "message": "Dune API GET ... failed (HTTP 500)",
+        "unreadable": True,
+    }
+    with pytest.raises(RemoteRunFailed, match="HTTP 500"):
+        DuneRunPipelineOperator(task_id="t", query_id=5).execute_complete(context_with(store), event)
+    assert store.data == {STORE_KEY: {"pipeline_execution_id": "P1"}}
+
+
+def test_a_wait_that_saw_the_run_fail_forgets_the_record(dune_conn):
+    from airflow_provider_dune.operators.base import RemoteRunFailed
+
+    store = FakeStateStore({STORE_KEY: {"pipeline_execution_id": "P1"}})
+    event = {"status": "error", "pipeline_execution_id": "P1", "node_executions": [], "message": "failed"}
+    with pytest.raises(RemoteRunFailed):
+        DuneRunPipelineOperator(task_id="t", query_id=5).execute_complete(context_with(store), event)
+    assert store.data == {}
+
+
+async def test_a_failed_cancel_from_the_triggerer_is_logged_not_raised(scripted_dune):
+    scripted_dune.script(
+        "GET", "/api/v1/pipelines/executions/P1/status", Answer(404, {"error": "Object not found"})
+    )
+    await DunePipelineTrigger("P1").on_kill()  # must not raise
+    assert scripted_dune.calls("GET", "/api/v1/pipelines/executions/P1/status") == 1

@@ -26,6 +26,16 @@ if TYPE_CHECKING:
     from airflow_provider_dune.triggers.dune import DuneExecutionTrigger, DunePipelineTrigger
 
 
+def _outlets(operator: Any) -> list[Any]:
+    # Through getattr: BaseOperator's outlets has no type that mypy settles the same way on every
+    # run across the 2.11/3.x bridge ("Cannot determine type"), so it is read as Any here.
+    return list(getattr(operator, "outlets", None) or [])
+
+
+def _add_outlet(operator: Any, outlet: Any) -> None:
+    operator.outlets = [*_outlets(operator), outlet]
+
+
 def _query_link(query_id: Any) -> dict[str, str]:
     """The XCom behind the "Dune query" link, for operators given a query id."""
     return {DuneQueryLink.key: DUNE_QUERY_URL.format(query_id=query_id)} if query_id is not None else {}
@@ -114,7 +124,7 @@ class DuneRunPipelineOperator(RemoteRunOperatorMixin, BaseOperator):
         self.dune_conn_id = dune_conn_id
         self.pipeline_execution_id: str | None = None
         # Which views a pipeline refreshes is known only once it ran: events go through the alias.
-        self.outlets = [*(self.outlets or []), views_alias()]
+        _add_outlet(self, views_alias())
 
     @cached_property
     def hook(self) -> DuneHook:
@@ -414,9 +424,9 @@ class DuneRefreshMaterializedViewOperator(_DuneExecutionOperator):
         super().__init__(performance=performance, **kwargs)
         self.name = name
         if is_full_view_name(name):
-            self.outlets = [*(self.outlets or []), dune_view_asset(name)]
+            _add_outlet(self, dune_view_asset(name))
         else:
-            self.outlets = [*(self.outlets or []), views_alias()]
+            _add_outlet(self, views_alias())
 
     def start_execution(self, context: Context) -> str:
         refresh = self.hook.refresh_materialized_view(
@@ -430,7 +440,10 @@ class DuneRefreshMaterializedViewOperator(_DuneExecutionOperator):
             # The Asset names the view the way Dune does, whatever short form the DAG used.
             name = self.hook.get_materialized_view(name).name
         uris = emit_view_events(
-            context, [name], declared=self.outlets or [], extra={"execution_id": execution_id}
+            context,
+            [name],
+            declared=_outlets(self),
+            extra={"execution_id": execution_id},
         )
         self.log.info("Materialized view refreshed (Asset event): %s", ", ".join(uris))
 

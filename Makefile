@@ -10,7 +10,7 @@ VENV := $(if $(filter 2,$(AIRFLOW)),.venv-airflow2,.venv)
 LOCK := requirements/airflow$(AIRFLOW).lock
 BIN := $(VENV)/bin
 
-.PHONY: install demo test lint typecheck lock clean
+.PHONY: install demo test lint typecheck lock clean benchmarks
 
 $(VENV)/.installed: $(LOCK) pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -22,8 +22,8 @@ $(VENV)/.installed: $(LOCK) pyproject.toml
 install: $(VENV)/.installed
 
 lint: install
-	$(BIN)/ruff check airflow_provider_dune tests example_dags scripts
-	$(BIN)/ruff format --check airflow_provider_dune example_dags scripts
+	$(BIN)/ruff check airflow_provider_dune tests example_dags scripts benchmarks
+	$(BIN)/ruff format --check airflow_provider_dune example_dags scripts benchmarks
 
 typecheck: install
 	$(BIN)/mypy
@@ -33,6 +33,10 @@ test: lint typecheck
 
 demo: install
 	$(BIN)/python scripts/demo.py
+
+# Not part of the tests: measures against the emulator and rewrites docs/benchmarks.md.
+benchmarks: install
+	$(BIN)/python -m benchmarks
 
 
 # Re-resolve the pinned environments after changing dependencies in pyproject.toml.

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any, Literal, TypedDict
 
 from airflow_provider_dune.exceptions import DuneConfigurationError, DuneResponseError
@@ -53,6 +54,8 @@ def node_state_outcome(state: str, *, kind: str = "pipeline node") -> RunOutcome
 class NodeExecutionDict(TypedDict):
     """The shape of one entry of the ``node_executions`` XCom."""
 
+    # Outcomes are cached_property (computed once per parsed status, several reads per poll):
+    # frozen dataclasses still allow it, as it writes the instance __dict__ directly.
     node_id: int
     type: NodeType
     query_id: int | None
@@ -74,7 +77,7 @@ class NodeExecution:
     execution_id: str | None = None
     error: str | None = None
 
-    @property
+    @cached_property
     def outcome(self) -> RunOutcome | None:
         """RUNNING, SUCCEEDED, FAILED, or ``None`` when the node was skipped."""
         if self.error:
@@ -108,11 +111,11 @@ class PipelineStatus:
     error: str | None = None
     nodes: tuple[NodeExecution, ...] = field(default_factory=tuple)
 
-    @property
+    @cached_property
     def failed_nodes(self) -> tuple[NodeExecution, ...]:
         return tuple(n for n in self.nodes if n.outcome is RunOutcome.FAILED)
 
-    @property
+    @cached_property
     def outcome(self) -> RunOutcome:
         state = normalise_state(self.status)
         nodes_done = all(n.outcome is not RunOutcome.RUNNING for n in self.nodes)
@@ -314,6 +317,9 @@ def parse_result_metadata(raw: Any) -> ResultMetadata | None:
 
 
 def _require_mapping(payload: Any, what: str) -> Mapping[str, Any]:
+    # JSON objects decode to dict: the exact-type check keeps the ABC check off the poll path.
+    if type(payload) is dict:
+        return payload
     if not isinstance(payload, Mapping):
         raise DuneResponseError(
             f"Unexpected {what} response from Dune: expected a JSON object, got {type(payload).__name__}."
@@ -344,13 +350,13 @@ def _error_text(value: Any) -> str | None:
 
 
 def _parse_node(raw: Any, index: int) -> NodeExecution:
-    node = _require_mapping(raw, f"pipeline node #{index}")
+    node = raw if type(raw) is dict else _require_mapping(raw, f"pipeline node #{index}")
     node_id = _opt_int(node.get("id", node.get("node_id")))
     if node_id is None:
         node_id = index
     query = node.get("query_execution_status")
     view = node.get("materialized_view_refresh_status")
-    if isinstance(view, Mapping):
+    if isinstance(view, dict):
         return NodeExecution(
             node_id=node_id,
             type="materialized_view",
@@ -360,7 +366,7 @@ def _parse_node(raw: Any, index: int) -> NodeExecution:
             execution_id=_opt_str(view.get("execution_id")),
             error=_error_text(view.get("error")),
         )
-    query = query if isinstance(query, Mapping) else {}
+    query = query if isinstance(query, dict) else {}
     return NodeExecution(
         node_id=node_id,
         type="query",
@@ -526,7 +532,7 @@ def _parse_pipeline_node(raw: Any, index: int) -> PipelineNode:
             performance=_opt_str(view.get("performance")),
         )
     query = node.get("query_execution")
-    query = query if isinstance(query, Mapping) else {}
+    query = query if isinstance(query, dict) else {}
     params = query.get("query_parameters")
     return PipelineNode(
         node_id=index + 1 if node_id is None else node_id,

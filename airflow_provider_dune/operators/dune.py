@@ -36,6 +36,19 @@ def _add_outlet(operator: Any, outlet: Any) -> None:
     operator.outlets = [*_outlets(operator), outlet]
 
 
+def _literal_view_names(nodes: Any) -> list[str]:
+    """Full view names written literally in a node list (not in a template string)."""
+    if not isinstance(nodes, list):
+        return []
+    names = []
+    for node in nodes:
+        refresh = node.get("materialized_view_refresh") if isinstance(node, Mapping) else None
+        name = refresh.get("name") if isinstance(refresh, Mapping) else None
+        if is_full_view_name(name):
+            names.append(str(name).strip().lower())
+    return names
+
+
 def _query_link(query_id: Any) -> dict[str, str]:
     """The XCom behind the "Dune query" link, for operators given a query id."""
     return {DuneQueryLink.key: DUNE_QUERY_URL.format(query_id=query_id)} if query_id is not None else {}
@@ -87,6 +100,13 @@ class DuneRunPipelineOperator(RemoteRunOperatorMixin, BaseOperator):
     :param timeout: seconds to wait at most; ``None`` waits as long as the pipeline runs.
     :param cancel_on_kill: cancel the pipeline's running nodes when the task is killed or
         ``timeout`` ends the wait.
+    :param emit_view_assets: also record an Asset event (through the alias
+        ``dune-materialized-views``) for every refreshed view that is not a declared outlet,
+        e.g. the views Dune found in a ``query_id`` pipeline's lineage. Views named in ``nodes``
+        are declared outlets and always get their event. Off by default: Airflow creates an
+        alias's Asset on its first event, and pipelines that finish at the same moment and
+        refreshed the same new view race on that insert (seen on Airflow 3.3), failing a task
+        whose pipeline succeeded.
     """
 
     template_fields: Sequence[str] = ("query_id", "nodes", "query_parameters", "performance")
@@ -108,6 +128,7 @@ class DuneRunPipelineOperator(RemoteRunOperatorMixin, BaseOperator):
         poll_interval: float = 10,
         timeout: float | None = None,
         cancel_on_kill: bool = True,
+        emit_view_assets: bool = False,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -123,8 +144,13 @@ class DuneRunPipelineOperator(RemoteRunOperatorMixin, BaseOperator):
         self.query_parameters = query_parameters
         self.dune_conn_id = dune_conn_id
         self.pipeline_execution_id: str | None = None
-        # Which views a pipeline refreshes is known only once it ran: events go through the alias.
-        _add_outlet(self, views_alias())
+        self.emit_view_assets = emit_view_assets
+        # Views named in literal nodes are known now: declared outlets, created when the DAG is
+        # parsed. Others are known only once the pipeline ran: events through the alias, if asked.
+        for name in _literal_view_names(nodes):
+            _add_outlet(self, dune_view_asset(name))
+        if emit_view_assets:
+            _add_outlet(self, views_alias())
 
     @cached_property
     def hook(self) -> DuneHook:
@@ -170,9 +196,15 @@ class DuneRunPipelineOperator(RemoteRunOperatorMixin, BaseOperator):
 
     def end_wait(self, run: RemoteRun, event: Mapping[str, Any], context: Context) -> None:
         super().end_wait(run, event, context)  # raises unless the pipeline succeeded
+        declared = _outlets(self)
+        names = refreshed_view_names(event.get("node_executions"))
+        if not self.emit_view_assets:
+            declared_uris = {getattr(a, "uri", None) for a in declared}
+            names = [n for n in names if dune_view_asset(n).uri in declared_uris]
         uris = emit_view_events(
             context,
-            refreshed_view_names(event.get("node_executions")),
+            names,
+            declared=declared,
             extra={"pipeline_execution_id": run.ids["pipeline_execution_id"]},
         )
         if uris:

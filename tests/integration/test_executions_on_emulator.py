@@ -368,7 +368,9 @@ def test_query_pipeline_result_of_a_node_and_view_assets(dune_emulator, tmp_path
             from airflow import DAG
 
         with DAG("{dag_id}", schedule=None, start_date=datetime.datetime(2024, 1, 1)) as dag:
-            run = DuneRunQueryPipelineOperator(task_id="run", query_id=1001, poll_interval=0.05)
+            run = DuneRunQueryPipelineOperator(
+                task_id="run", query_id=1001, poll_interval=0.05, emit_view_assets=True
+            )
             by_query = DuneResultsToStorageOperator(
                 task_id="by_query", source_task_id="run", query_id=1001,
                 path="{tmp_path}/q.jsonl", format="jsonl",
@@ -432,3 +434,46 @@ def test_refresh_operator_declares_literal_views_as_outlets():
     assert [getattr(o, "uri", None) for o in op.outlets] == [dune_view_uri(VIEW)]
     templated = DuneRefreshMaterializedViewOperator(task_id="r2", name="{{ params.view }}")
     assert [getattr(o, "name", None) for o in templated.outlets] == ["dune-materialized-views"]
+
+
+@pytest.mark.usefixtures("airflow_db")
+def test_views_named_in_nodes_are_declared_outlets_and_lineage_views_need_opting_in(dune_emulator):
+    from airflow_provider_dune.operators.dune import DuneRunPipelineOperator
+
+    explicit = DuneRunPipelineOperator(
+        task_id="explicit",
+        nodes=[
+            {"id": 1, "materialized_view_refresh": {"name": VIEW}},
+            {"id": 2, "dependencies": [1], "query_execution": {"query_id": 1001}},
+        ],
+    )
+    assert [getattr(o, "uri", None) for o in explicit.outlets] == [dune_view_uri(VIEW)]
+    assert DuneRunPipelineOperator(task_id="lineage", query_id=1001).outlets == []
+    opted_in = DuneRunPipelineOperator(task_id="opted", query_id=1001, emit_view_assets=True)
+    assert [getattr(o, "name", None) for o in opted_in.outlets] == ["dune-materialized-views"]
+
+    dag_id = "dune_explicit_nodes_assets"
+    result = run_dag_with_assets(
+        f"""
+        import datetime
+        from airflow_provider_dune.operators.dune import DuneRunPipelineOperator
+        try:
+            from airflow.sdk import DAG
+        except ImportError:
+            from airflow import DAG
+
+        with DAG("{dag_id}", schedule=None, start_date=datetime.datetime(2024, 1, 1)) as dag:
+            DuneRunPipelineOperator(
+                task_id="explicit",
+                poll_interval=0.05,
+                nodes=[{{"id": 1, "materialized_view_refresh": {{"name": "{VIEW}"}}}},
+                       {{"id": 2, "dependencies": [1], "query_execution": {{"query_id": 1001}}}}],
+            )
+            DuneRunPipelineOperator(task_id="lineage", query_id=1003, poll_interval=0.05)
+        """,
+        dag_id,
+    )
+    assert result.state == "success", result.task_states
+    events = asset_events(dag_id)
+    assert [uri for uri, _ in events] == [dune_view_uri(VIEW)]
+    assert events[0][1]["pipeline_execution_id"] == result.xcom("explicit", "pipeline_execution_id")

@@ -67,10 +67,10 @@ DEFAULT_RESULT_PAGE_ROWS = 32_000
 @dataclass(frozen=True)
 class _Credentials:
     base_url: str
-    api_key: str
+    key: str
 
     def __repr__(self) -> str:  # never print the key, even in a debugger or a traceback
-        return f"_Credentials(base_url={self.base_url!r}, api_key=***)"
+        return f"_Credentials(base_url={self.base_url!r}, key=***)"
 
 
 # CSV pages name the next page in these headers.
@@ -221,7 +221,7 @@ class DuneHook(HttpServiceHook[_Credentials]):
                 f"The connection {self.dune_conn_id!r} has a base URL with a query string; remove it "
                 "(the API key belongs in the password, never in a URL)."
             )
-        return _Credentials(base_url=base_url.rstrip("/"), api_key=key)
+        return _Credentials(base_url=base_url.rstrip("/"), key=key)
 
     def _missing_connection(self) -> DuneConfigurationError:
         return DuneConfigurationError(
@@ -246,7 +246,7 @@ class DuneHook(HttpServiceHook[_Credentials]):
         headers: dict[str, str] | None = getattr(self, "_header_cache", None)
         if headers is None:
             headers = {
-                "X-Dune-Api-Key": creds.api_key,
+                "X-Dune-Api-Key": creds.key,
                 "User-Agent": USER_AGENT,
                 "Accept": "application/json",
             }

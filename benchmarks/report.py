@@ -36,16 +36,16 @@ cost for Airflow's own objects.
 
 Still missed, and why:
 
-- **Event-loop lag** (max of a 10 ms heartbeat, target < 100 ms): 128 ms against 121 ms for
-  the bare loop in the same kind of process (1.06x). Every stall over 100 ms is a full
-  (generation 2) garbage collection walking Airflow's heap (~140 MB); the provider's polls add
-  almost nothing to it. Python's collector cannot be tuned by a provider without affecting
-  the whole triggerer; `gc.freeze()` after start-up is the deployment-level remedy.
-- **Client CPU per poll** at 1,000 triggers (target 1.20x): 1.29x (181 against 141 µs).
-  The ~40 µs a poll costs above a bare GET + `json.loads` is the typed status model (a
-  frozen dataclass per node and per status), the retry wrapper around each request, and
-  the per-poll progress line; under cProfile no single piece exceeds ~10 µs. At 200 triggers
-  the ratio was 0.86-1.21x across runs.
+- **Event-loop lag** (max of a 10 ms heartbeat, target < 100 ms): about 130 ms, within a few
+  percent of the bare loop in the same kind of process (see the ratio below). Every stall over
+  100 ms is a full (generation 2) garbage collection walking Airflow's heap (~140 MB); the
+  provider's polls add almost nothing to it. A provider cannot tune Python's collector without
+  affecting the whole triggerer; `gc.freeze()` after start-up is the deployment-level remedy.
+- **Client CPU per poll** at 1,000 triggers (target 1.20x): between 1.20x and 1.29x over the
+  last runs. The ~30-40 µs a poll costs above a bare GET + `json.loads` is the typed status
+  model (a frozen dataclass per node and per status), the retry wrapper around each request,
+  and the per-poll progress line; under cProfile no single piece exceeds ~10 µs. At 200
+  triggers the ratio was 0.86-1.21x across runs.
 """
 
 ORDER = ("full", "full-custom", "quick", "quick-custom")

@@ -10,10 +10,10 @@ with Airflow's secret masker the moment it is read.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from functools import partial
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import parse_qsl, urljoin, urlsplit
 
 from airflow.providers.common.compat.sdk import mask_secret
@@ -72,6 +72,8 @@ class _Credentials:
     def __repr__(self) -> str:  # never print the key, even in a debugger or a traceback
         return f"_Credentials(base_url={self.base_url!r}, key=***)"
 
+
+ParsedT = TypeVar("ParsedT")
 
 # CSV pages name the next page in these headers.
 _NEXT_OFFSET_HEADER = "X-Dune-Next-Offset"
@@ -149,6 +151,7 @@ class DuneHook(HttpServiceHook[_Credentials]):
         self._session = None
         # 429 answers seen by this hook; the polling loop stretches its interval when it grows.
         self.rate_limited_count = 0
+        self._last_status_reader: _StatusReader | None = None
 
     def _apply_settings(self, extras: Mapping[str, Any]) -> None:
         settings = dict(DEFAULT_SETTINGS)
@@ -306,6 +309,23 @@ class DuneHook(HttpServiceHook[_Credentials]):
             params=params,
         )
 
+    def _read_status(self, path: str, item_id: str, parse: Callable[[str, Any], ParsedT]) -> ParsedT:
+        creds = self._credentials()
+        reader = self._status_reader(path, item_id, parse)
+        return self._call("GET", creds.base_url + path, self._headers(creds), reader)  # type: ignore[no-any-return]
+
+    async def _aread_status(self, path: str, item_id: str, parse: Callable[[str, Any], ParsedT]) -> ParsedT:
+        creds = await self._acredentials()
+        reader = self._status_reader(path, item_id, parse)
+        return await self._acall("GET", creds.base_url + path, self._headers(creds), reader)  # type: ignore[no-any-return]
+
+    def _status_reader(self, path: str, item_id: str, parse: Callable[[str, Any], Any]) -> _StatusReader:
+        # A waiting task reads one path for its whole life: keep its reader (and last parse).
+        reader = self._last_status_reader
+        if reader is None or reader.path != path:
+            reader = self._last_status_reader = _StatusReader(path, item_id, parse)
+        return reader
+
     # ------------------------------------------------------------------ API: pipelines
 
     def execute_pipeline(
@@ -328,24 +348,22 @@ class DuneHook(HttpServiceHook[_Credentials]):
         return _started_id(payload, "pipeline_execution_id", "/v1/pipelines/execute")
 
     def get_pipeline_status(self, pipeline_execution_id: str) -> PipelineStatus:
-        payload = self._request("GET", f"/v1/pipelines/executions/{_path_id(pipeline_execution_id)}/status")
-        return parse_pipeline_status(pipeline_execution_id, payload)
+        path = f"/v1/pipelines/executions/{_path_id(pipeline_execution_id)}/status"
+        return self._read_status(path, pipeline_execution_id, parse_pipeline_status)
 
     async def aget_pipeline_status(self, pipeline_execution_id: str) -> PipelineStatus:
-        payload = await self._arequest(
-            "GET", f"/v1/pipelines/executions/{_path_id(pipeline_execution_id)}/status"
-        )
-        return parse_pipeline_status(pipeline_execution_id, payload)
+        path = f"/v1/pipelines/executions/{_path_id(pipeline_execution_id)}/status"
+        return await self._aread_status(path, pipeline_execution_id, parse_pipeline_status)
 
     # ------------------------------------------------------------------ API: executions
 
     def get_execution_status(self, execution_id: str) -> ExecutionStatus:
-        payload = self._request("GET", f"/v1/execution/{_path_id(execution_id)}/status")
-        return parse_execution_status(execution_id, payload)
+        path = f"/v1/execution/{_path_id(execution_id)}/status"
+        return self._read_status(path, execution_id, parse_execution_status)
 
     async def aget_execution_status(self, execution_id: str) -> ExecutionStatus:
-        payload = await self._arequest("GET", f"/v1/execution/{_path_id(execution_id)}/status")
-        return parse_execution_status(execution_id, payload)
+        path = f"/v1/execution/{_path_id(execution_id)}/status"
+        return await self._aread_status(path, execution_id, parse_execution_status)
 
     def cancel_execution(self, execution_id: str) -> bool:
         """Cancel one execution; ``True`` when Dune confirms. Safe to repeat."""
@@ -617,6 +635,33 @@ def _interpret(reply: Reply, method: str, path: str, starts_work: bool) -> Any:
             ) from None
         # A garbled read is worth another try, like a 5xx.
         raise Retryable(exc, MALFORMED_BODY) from None
+
+
+class _StatusReader:
+    """``interpret`` for one status path: parse a good body, or reuse the last parse of the same bytes.
+
+    A waiting task reads the same status every few seconds for as long as the run lasts, and
+    Dune answers with identical bytes until something changes. Parsing them again would cost
+    more CPU than the request itself, and leave new objects alive between polls for the
+    garbage collector to walk; comparing the bytes costs next to nothing. The parsed models
+    are frozen, so handing the same one out again is safe.
+    """
+
+    __slots__ = ("body", "item_id", "parse", "parsed", "path")
+
+    def __init__(self, path: str, item_id: str, parse: Callable[[str, Any], Any]) -> None:
+        self.path = path
+        self.item_id = item_id
+        self.parse = parse
+        self.body: bytes | None = None
+        self.parsed: Any = None
+
+    def __call__(self, reply: Reply) -> Any:
+        if reply.status == 200 and reply.body == self.body:
+            return self.parsed
+        parsed = self.parse(self.item_id, _interpret(reply, "GET", self.path, False))
+        self.body, self.parsed = reply.body, parsed
+        return parsed
 
 
 def _extras(conn: Any, extras: Any) -> Mapping[str, Any]:

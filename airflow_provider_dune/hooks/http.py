@@ -21,6 +21,7 @@ import weakref
 from collections.abc import Callable, Collection, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 from urllib.parse import urlsplit
 
@@ -57,6 +58,8 @@ class Reply:
     # Only the response headers the caller asked to keep (e.g. paging), never the whole set.
     headers: Mapping[str, str] = field(default_factory=dict)
 
+
+_NO_HEADERS: Mapping[str, str] = MappingProxyType({})
 
 # What a garbled body of a read counts as: worth another try, like a 5xx.
 MALFORMED_BODY = Reply(None, sent=True, transport_error="malformed body")
@@ -103,8 +106,11 @@ def _reply(status: int, body: bytes, headers: Mapping[str, str], keep_headers: C
         status,
         body,
         headers.get("Content-Type", ""),
-        parse_retry_after(headers.get("Retry-After")),
-        headers={name: headers[name] for name in keep_headers if name in headers},
+        # Only an error answer's Retry-After matters (429, 503); a good answer is read every poll.
+        parse_retry_after(headers.get("Retry-After")) if status >= 400 else None,
+        headers={name: headers[name] for name in keep_headers if name in headers}
+        if keep_headers
+        else _NO_HEADERS,
     )
 
 
@@ -147,10 +153,13 @@ def requests_connect_phase(exc: requests.RequestException) -> bool:
     return False
 
 
+_PATH_UNSAFE = frozenset("/?#%\\ ")
+
+
 def path_id(value: str, service: str) -> str:
     """An id placed in a URL path: refuse anything that would change the path."""
     text = str(value).strip()
-    if not text or any(c in text for c in "/?#%\\ ") or not text.isprintable():
+    if not text or not _PATH_UNSAFE.isdisjoint(text) or not text.isprintable():
         raise DuneConfigurationError(f"{value!r} is not a valid {service} id.")
     return text
 
@@ -215,10 +224,9 @@ class HttpServiceHook(BaseHook, Generic[CredsT]):
 
     # ------------------------------------------------------------------ retry policy
 
-    def _backoff(self, starts_work: bool) -> Callable[[Retryable], float]:
-        """For one call, started now: after each failed attempt, the wait before the next one
-        (logged), or raise when the policy says stop."""
-        first = time.monotonic()
+    def _backoff(self, starts_work: bool, first: float) -> Callable[[Retryable], float]:
+        """For one call, started at ``first`` (monotonic): after each failed attempt, the wait
+        before the next one (logged), or raise when the policy says stop."""
         attempt = 0
 
         def next_delay(retry: Retryable) -> float:
@@ -302,11 +310,13 @@ class HttpServiceHook(BaseHook, Generic[CredsT]):
 
         ``send`` holds :meth:`_send`'s keywords (``params``, ``json_body``, ``form``, ``keep_headers``).
         """
-        next_delay = self._backoff(starts_work)
+        started = time.monotonic()
+        next_delay = None  # built on the first failure: almost every call succeeds at once
         while True:
             try:
                 return interpret(self._send(method, url, headers, **send))
             except Retryable as retry:
+                next_delay = next_delay or self._backoff(starts_work, started)
                 time.sleep(next_delay(retry))
 
     # ------------------------------------------------------------------ async transport
@@ -361,9 +371,11 @@ class HttpServiceHook(BaseHook, Generic[CredsT]):
         **send: Any,
     ) -> Any:
         """The async twin of :meth:`_call`."""
-        next_delay = self._backoff(starts_work)
+        started = time.monotonic()
+        next_delay = None  # built on the first failure: almost every call succeeds at once
         while True:
             try:
                 return interpret(await self._asend(method, url, headers, **send))
             except Retryable as retry:
+                next_delay = next_delay or self._backoff(starts_work, started)
                 await asyncio.sleep(next_delay(retry))

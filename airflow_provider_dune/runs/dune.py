@@ -24,6 +24,7 @@ class DunePipelineRun(RemoteRun):
     def __init__(self, hook: DuneHook, pipeline_execution_id: str) -> None:
         self.hook = hook
         self.pipeline_execution_id = pipeline_execution_id
+        self._last: tuple[PipelineStatus, RunState] | None = None
 
     @property
     def ids(self) -> dict[str, Any]:
@@ -47,10 +48,16 @@ class DunePipelineRun(RemoteRun):
         )
 
     def get_state(self) -> RunState:
-        return self.state_of(self.hook.get_pipeline_status(self.pipeline_execution_id))
+        return self._state(self.hook.get_pipeline_status(self.pipeline_execution_id))
 
     async def aget_state(self) -> RunState:
-        return self.state_of(await self.hook.aget_pipeline_status(self.pipeline_execution_id))
+        return self._state(await self.hook.aget_pipeline_status(self.pipeline_execution_id))
+
+    def _state(self, status: PipelineStatus) -> RunState:
+        # The hook hands back the same status object while Dune's answer is unchanged.
+        if self._last is None or self._last[0] is not status:
+            self._last = (status, self.state_of(status))
+        return self._last[1]
 
     def cancel(self) -> list[str]:
         # Dune has no pipeline cancel endpoint: a pipeline stops when its running nodes do.
@@ -115,6 +122,7 @@ class DuneExecutionRun(RemoteRun):
         self.hook = hook
         self.execution_id = execution_id
         self.allow_partial_results = allow_partial_results
+        self._last: tuple[ExecutionStatus, RunState] | None = None
 
     @property
     def ids(self) -> dict[str, Any]:
@@ -129,10 +137,16 @@ class DuneExecutionRun(RemoteRun):
         )
 
     def get_state(self) -> RunState:
-        return self.state_of(self.hook.get_execution_status(self.execution_id))
+        return self._state(self.hook.get_execution_status(self.execution_id))
 
     async def aget_state(self) -> RunState:
-        return self.state_of(await self.hook.aget_execution_status(self.execution_id))
+        return self._state(await self.hook.aget_execution_status(self.execution_id))
+
+    def _state(self, status: ExecutionStatus) -> RunState:
+        # The hook hands back the same status object while Dune's answer is unchanged.
+        if self._last is None or self._last[0] is not status:
+            self._last = (status, self.state_of(status))
+        return self._last[1]
 
     def cancel(self) -> list[str]:
         status = self.hook.get_execution_status(self.execution_id)

@@ -303,3 +303,60 @@ def test_connection_form():
     behaviour = DuneHook.get_ui_field_behaviour()
     assert behaviour["relabeling"]["password"] == "API key"
     assert {"login", "schema", "port"} <= set(behaviour["hidden_fields"])
+
+
+def _pipeline_body(node_status: str, pipeline_status: str = "executing") -> dict:
+    return {
+        "status": pipeline_status,
+        "node_executions": [
+            {"id": 1, "query_execution_status": {"status": node_status, "query_id": 9, "execution_id": "E1"}}
+        ],
+    }
+
+
+def test_an_unchanged_status_body_is_parsed_once(hook, requests_mock, monkeypatch):
+    parsed: list[str] = []
+    real_parse = hook_module.parse_pipeline_status
+
+    def counting_parse(pipeline_execution_id, payload):
+        parsed.append(pipeline_execution_id)
+        return real_parse(pipeline_execution_id, payload)
+
+    monkeypatch.setattr(hook_module, "parse_pipeline_status", counting_parse)
+    requests_mock.get(
+        STATUS,
+        [
+            {"json": _pipeline_body("executing")},
+            {"json": _pipeline_body("executing")},
+            {"json": _pipeline_body("completed", "completed")},
+        ],
+    )
+    first, second, third = (hook.get_pipeline_status("P1") for _ in range(3))
+    assert requests_mock.call_count == 3  # every poll still asks Dune
+    assert second is first
+    assert parsed == ["P1", "P1"]  # the repeated body was not parsed again
+    assert (third.status, third.nodes[0].status) == ("completed", "completed")
+
+
+def test_the_same_body_for_another_id_is_parsed_for_that_id(hook, requests_mock):
+    # The parsed status carries the id it was read for: a body shared by two pipelines
+    # must not hand one pipeline's status to the other.
+    requests_mock.get(STATUS, json=_pipeline_body("executing"))
+    requests_mock.get(f"{TEST_BASE_URL}/v1/pipelines/executions/P2/status", json=_pipeline_body("executing"))
+    assert hook.get_pipeline_status("P1").pipeline_execution_id == "P1"
+    assert hook.get_pipeline_status("P2").pipeline_execution_id == "P2"
+
+
+def test_an_error_answer_is_never_served_from_the_last_good_read(hook, requests_mock, sleeps):
+    # Same bytes as the good answer, but a 503: it must be retried, not taken as the status.
+    requests_mock.get(
+        STATUS,
+        [
+            {"json": _pipeline_body("executing")},
+            {"status_code": 503, "json": _pipeline_body("executing")},
+            {"json": _pipeline_body("completed", "completed")},
+        ],
+    )
+    hook.get_pipeline_status("P1")
+    assert hook.get_pipeline_status("P1").status == "completed"
+    assert requests_mock.call_count == 3

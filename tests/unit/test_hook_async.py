@@ -68,3 +68,21 @@ async def test_hooks_share_one_pool_per_event_loop(scripted_dune):
     assert shared_async_session() is shared_async_session()
     # Five hooks, five polls, one kept-alive connection (one client port seen by the server).
     assert len({r.peer for r in scripted_dune.requests}) == 1
+
+
+async def test_async_unchanged_status_is_reused_and_a_change_is_seen(scripted_dune):
+    running = {"status": "executing", "node_executions": []}
+    scripted_dune.script(
+        "GET",
+        STATUS,
+        Answer(body=running),
+        Answer(body=running),
+        Answer(body={"status": "completed", "node_executions": []}),
+    )
+    hook = DuneHook()
+    first = await hook.aget_pipeline_status("P1")
+    second = await hook.aget_pipeline_status("P1")
+    third = await hook.aget_pipeline_status("P1")
+    assert second is first
+    assert third.status == "completed"
+    assert scripted_dune.calls("GET", STATUS) == 3

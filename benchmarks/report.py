@@ -82,7 +82,9 @@ def render_run(run: dict[str, Any]) -> str:
             lines.append(f"Reproduce: `{result['figures'][0]['command']}`")
         lines.append("")
         if result.get("skipped"):
-            lines.append(f"Skipped: {result['skipped']}")
+            # The whole reason (with the components' log tails) is in benchmarks/results/*.json.
+            first = result["skipped"].strip().splitlines()[0][:300]
+            lines.append(f"Skipped: {first} (the full reason is in `benchmarks/results/{run['mode']}.json`)")
             lines.append("")
             continue
         lines.append("| figure | value | baseline (same run) | ratio | target | result |")

@@ -19,9 +19,29 @@ from benchmarks.common import BenchResult, load, machine, timed
 from benchmarks.report import render
 
 ROOT = Path(__file__).resolve().parent.parent
-BENCHMARKS = ("emulator", "trigger-scale", "request-economy", "import-cost", "results")
-QUICK = {"triggers": 200, "seconds": 20.0, "warmup": 5.0, "probe": 3.0, "import_runs": 5, "economy_t": 6.0}
-FULL = {"triggers": 1000, "seconds": 120.0, "warmup": 10.0, "probe": 5.0, "import_runs": 20, "economy_t": 8.0}
+BENCHMARKS = ("emulator", "trigger-scale", "request-economy", "import-cost", "results", "real-triggerer")
+QUICK = {
+    "triggers": 200,
+    "seconds": 20.0,
+    "warmup": 5.0,
+    "probe": 3.0,
+    "import_runs": 5,
+    "economy_t": 6.0,
+    "real_tasks": 50,
+    "real_seconds": 20.0,
+    "real_frozen_seconds": 15.0,
+}
+FULL = {
+    "triggers": 1000,
+    "seconds": 120.0,
+    "warmup": 10.0,
+    "probe": 5.0,
+    "import_runs": 20,
+    "economy_t": 8.0,
+    "real_tasks": 200,
+    "real_seconds": 120.0,
+    "real_frozen_seconds": 60.0,
+}
 
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
@@ -127,6 +147,17 @@ def main(argv: list[str] | None = None) -> int:
             },
         ),
         ("results", "results", {"command": only("results")}),
+        (
+            "real-triggerer",
+            "real_triggerer",
+            {
+                "tasks": settings["real_tasks"],
+                "seconds": settings["real_seconds"],
+                "frozen_seconds": settings["real_frozen_seconds"],
+                "warmup": settings["warmup"],
+                "command": only("real-triggerer"),
+            },
+        ),
     ):
         if name not in chosen:
             continue

@@ -14,38 +14,45 @@ benchmark is printed with it. `python -m benchmarks` exits 1 when a target is mi
 
 How each figure is measured is described in the docstring of its module: `benchmarks/trigger_scale.py`,
 `benchmarks/loop_worker.py`, `benchmarks/request_economy.py`, `benchmarks/import_cost.py`,
-`benchmarks/results.py`.
-
-**Not measured yet: the run through a real `airflow triggerer` process** (200 deferred tasks).
-Getting 200 tasks deferred needs a scheduler, a DAG processor, the API server and 200 task
-processes on this 2-core machine (the e2e test takes 30-45 s for one task); it did not fit
-the time budget of the first benchmark session. The in-process trigger run above drives
-`DunePipelineTrigger.run()` the way the triggerer's loop does, without the triggerer's own
-per-trigger overhead (its logging context, its DB sync).
+`benchmarks/results.py`, `benchmarks/real_triggerer.py` (with `benchmarks/lag_probe.py`).
 
 ## Misses, their profiled causes, and what was fixed
 
 The first full run (2026-11-25 12:14) missed nine targets. Fixed in the provider since:
-import cost (aiohttp, requests, the async connection lookup and the trigger modules are now
-imported where used: 277-305 ms added became 8-13 ms), Parquet export (built column by column
-instead of coercing every field of every row: 0.45x became 0.86x), and waits ended by a 429
-streak (a status read still rate-limited after the hook's retries now only slows polling).
-The trigger-scale baseline now runs in a process that has imported `airflow.sdk` and the
-trigger base class, as every triggerer has, so both sides pay the same garbage-collection
-cost for Airflow's own objects.
+
+- **Import cost:** aiohttp, requests, the async connection lookup and the trigger modules are
+  imported where used (277-305 ms added became 8-13 ms).
+- **Parquet export:** built column by column instead of coercing every field of every row
+  (0.45x became 0.8x).
+- **Waits ended by a 429 streak:** a status read still rate-limited after the hook's retries
+  now only slows polling.
+- **Client CPU per poll** (1.20-1.29x): Dune answers a running pipeline's status with the same
+  bytes poll after poll, and the provider parsed them into its typed model every time (a
+  frozen dataclass per node, a RunState, the node dicts), which cost more than the request
+  and left new objects alive across each sleep for the collector to promote and walk. The
+  hook now compares the body with the last one for that path and hands back the same parsed
+  status, and the run adapter the same RunState (about 1.05x since).
+
+The trigger-scale baseline runs in a process that has imported `airflow.sdk` and the trigger
+base class, as every triggerer has, so both sides pay the same garbage-collection cost for
+Airflow's own objects. The run through a real `airflow triggerer` (200 deferred sensor tasks,
+`real-triggerer`), missing before, shows the same per-poll cost as the in-process loop once
+each side's fixed cost is taken out (0.85x here; 1.18x in the first full-scale try: the idle
+triggerer's cost, measured over 10 s, is the noisy part). What the triggerer adds per poll is
+Airflow's: each trigger runs through a greenback portal, and the runner walks every trigger
+once a second.
 
 Still missed, and why:
 
-- **Event-loop lag** (max of a 10 ms heartbeat, target < 100 ms): about 130 ms, within a few
-  percent of the bare loop in the same kind of process (see the ratio below). Every stall over
-  100 ms is a full (generation 2) garbage collection walking Airflow's heap (~140 MB); the
-  provider's polls add almost nothing to it. A provider cannot tune Python's collector without
-  affecting the whole triggerer; `gc.freeze()` after start-up is the deployment-level remedy.
-- **Client CPU per poll** at 1,000 triggers (target 1.20x): between 1.20x and 1.29x over the
-  last runs. The ~30-40 µs a poll costs above a bare GET + `json.loads` is the typed status
-  model (a frozen dataclass per node and per status), the retry wrapper around each request,
-  and the per-poll progress line; under cProfile no single piece exceeds ~10 µs. At 200
-  triggers the ratio was 0.86-1.21x across runs.
+- **Event-loop lag** (max of a 10 ms heartbeat, target < 100 ms), about 140 ms. Every stall
+  over 100 ms is a full (generation 2) garbage collection walking the whole process, and most
+  of what it walks is Airflow's ~160,000 start-up objects: the bare loop in the same kind of
+  process stalls as long (see the ratio). No code that runs in a triggerer can be quicker than
+  one full collection of the triggerer's heap. The provider must not tune the collector of
+  the whole triggerer for its own triggers; the deployment can: the same 1,000 triggers after
+  `gc.freeze()` stall at most ~25 ms, and a real `airflow triggerer` with the
+  freeze-before-fork recipe of [triggers.md](triggers.md#many-triggers-cpu-and-event-loop-lag)
+  at most ~10 ms instead of ~180 ms (`real-triggerer` below).
 """
 
 ORDER = ("full", "full-custom", "quick", "quick-custom")

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from abc import abstractmethod
 from collections.abc import Mapping
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Generic, TypeVar
 
 from airflow_provider_dune.exceptions import DuneError
 from airflow_provider_dune.hooks.dune import DuneHook
@@ -13,8 +14,29 @@ from airflow_provider_dune.runs.outcome import RunOutcome
 
 _FAILED_NODE_STATES = ("failed", "query_state_failed")
 
+StatusT = TypeVar("StatusT", PipelineStatus, ExecutionStatus)
 
-class DunePipelineRun(RemoteRun):
+
+class _DuneRun(RemoteRun, Generic[StatusT]):
+    """What both Dune runs share: the hook, its 429 count, and one RunState per distinct status."""
+
+    hook: DuneHook
+    _last: tuple[StatusT, RunState] | None = None
+
+    @abstractmethod
+    def state_of(self, status: StatusT) -> RunState: ...
+
+    def _state(self, status: StatusT) -> RunState:
+        # The hook hands back the same status object while Dune's answer is unchanged.
+        if self._last is None or self._last[0] is not status:
+            self._last = (status, self.state_of(status))
+        return self._last[1]
+
+    def throttle_count(self) -> int:
+        return self.hook.rate_limited_count
+
+
+class DunePipelineRun(_DuneRun[PipelineStatus]):
     """A pipeline execution; its payload is the ``node_executions`` list."""
 
     kind = "Dune pipeline"
@@ -24,7 +46,6 @@ class DunePipelineRun(RemoteRun):
     def __init__(self, hook: DuneHook, pipeline_execution_id: str) -> None:
         self.hook = hook
         self.pipeline_execution_id = pipeline_execution_id
-        self._last: tuple[PipelineStatus, RunState] | None = None
 
     @property
     def ids(self) -> dict[str, Any]:
@@ -52,12 +73,6 @@ class DunePipelineRun(RemoteRun):
 
     async def aget_state(self) -> RunState:
         return self._state(await self.hook.aget_pipeline_status(self.pipeline_execution_id))
-
-    def _state(self, status: PipelineStatus) -> RunState:
-        # The hook hands back the same status object while Dune's answer is unchanged.
-        if self._last is None or self._last[0] is not status:
-            self._last = (status, self.state_of(status))
-        return self._last[1]
 
     def cancel(self) -> list[str]:
         # Dune has no pipeline cancel endpoint: a pipeline stops when its running nodes do.
@@ -95,9 +110,6 @@ class DunePipelineRun(RemoteRun):
                 details.append(f"  node {node.get('node_id')}: {error.position()}")
         return "\n".join(details)
 
-    def throttle_count(self) -> int:
-        return self.hook.rate_limited_count
-
 
 def _running_executions(status: PipelineStatus) -> list[str]:
     """Execution ids of the nodes still running: what cancelling a pipeline means."""
@@ -106,7 +118,7 @@ def _running_executions(status: PipelineStatus) -> list[str]:
     return [n.execution_id for n in status.nodes if n.outcome is RunOutcome.RUNNING and n.execution_id]
 
 
-class DuneExecutionRun(RemoteRun):
+class DuneExecutionRun(_DuneRun[ExecutionStatus]):
     """One query execution (a saved query, ad-hoc SQL or a view refresh).
 
     Its payload is ``execution``: the status in the API's shape (state, timestamps,
@@ -122,7 +134,6 @@ class DuneExecutionRun(RemoteRun):
         self.hook = hook
         self.execution_id = execution_id
         self.allow_partial_results = allow_partial_results
-        self._last: tuple[ExecutionStatus, RunState] | None = None
 
     @property
     def ids(self) -> dict[str, Any]:
@@ -141,12 +152,6 @@ class DuneExecutionRun(RemoteRun):
 
     async def aget_state(self) -> RunState:
         return self._state(await self.hook.aget_execution_status(self.execution_id))
-
-    def _state(self, status: ExecutionStatus) -> RunState:
-        # The hook hands back the same status object while Dune's answer is unchanged.
-        if self._last is None or self._last[0] is not status:
-            self._last = (status, self.state_of(status))
-        return self._last[1]
 
     def cancel(self) -> list[str]:
         status = self.hook.get_execution_status(self.execution_id)
@@ -167,6 +172,3 @@ class DuneExecutionRun(RemoteRun):
         if not raw:
             return None
         return parse_execution_status(str(raw.get("execution_id") or payload.get("execution_id")), raw)
-
-    def throttle_count(self) -> int:
-        return self.hook.rate_limited_count

@@ -183,7 +183,8 @@ def main(argv: list[str] | None = None) -> int:
         "command": command,
         "settings": settings,
         "machine": machine(),
-        "results": {r.name: r.to_dict() for r in results},
+        # Each result keeps its own date: `--only` merges a partial run into the stored one.
+        "results": {r.name: {**r.to_dict(), "date": f"{started:%Y-%m-%d %H:%M} UTC"} for r in results},
     }
     if not args.no_write:
         store = Path(__file__).resolve().parent / "results" / f"{mode}.json"

@@ -37,22 +37,22 @@ The trigger-scale baseline runs in a process that has imported `airflow.sdk` and
 base class, as every triggerer has, so both sides pay the same garbage-collection cost for
 Airflow's own objects. The run through a real `airflow triggerer` (200 deferred sensor tasks,
 `real-triggerer`), missing before, shows the same per-poll cost as the in-process loop once
-each side's fixed cost is taken out (0.85x here; 1.18x in the first full-scale try: the idle
-triggerer's cost, measured over 10 s, is the noisy part). What the triggerer adds per poll is
+each side's fixed cost is taken out (0.92x below; 0.85x and 1.18x in earlier full-scale runs:
+the idle triggerer's cost, measured over 10 s, is the noisy part). What the triggerer adds per poll is
 Airflow's: each trigger runs through a greenback portal, and the runner walks every trigger
 once a second.
 
 Still missed, and why:
 
-- **Event-loop lag** (max of a 10 ms heartbeat, target < 100 ms), about 140 ms. Every stall
+- **Event-loop lag** (max of a 10 ms heartbeat, target < 100 ms), 130-140 ms. Every stall
   over 100 ms is a full (generation 2) garbage collection walking the whole process, and most
   of what it walks is Airflow's ~160,000 start-up objects: the bare loop in the same kind of
   process stalls as long (see the ratio). No code that runs in a triggerer can be quicker than
   one full collection of the triggerer's heap. The provider must not tune the collector of
   the whole triggerer for its own triggers; the deployment can: the same 1,000 triggers after
-  `gc.freeze()` stall at most ~25 ms, and a real `airflow triggerer` with the
+  `gc.freeze()` stall at most 18-28 ms, and a real `airflow triggerer` with the
   freeze-before-fork recipe of [triggers.md](triggers.md#many-triggers-cpu-and-event-loop-lag)
-  at most ~10 ms instead of ~180 ms (`real-triggerer` below).
+  at most 9-12 ms instead of 170-190 ms (`real-triggerer` below).
 """
 
 ORDER = ("full", "full-custom", "quick", "quick-custom")
@@ -69,7 +69,7 @@ def render(runs: list[dict[str, Any]]) -> str:
 def render_run(run: dict[str, Any]) -> str:
     m = run["machine"]
     lines = [
-        f"## {run['mode']} run, {run['date']}",
+        f"## {run['mode']} run, {run['date']} (the latest benchmark's date; each has its own below)",
         "",
         f"Command: `{run['command']}`  ",
         f"Machine: {m['cores']} cores, {m['cpu']}, {m['memory_gb']} GB, {m['os']}; Python {m['python']}, "
@@ -81,8 +81,9 @@ def render_run(run: dict[str, Any]) -> str:
     for name, result in run["results"].items():
         lines.append(f"### {name}")
         lines.append("")
+        measured = f"Measured {result['date']}. " if result.get("date") else ""
         lines.append(
-            f"Load average (1/5/15 min) before {tuple(result['load_before'])}, after "
+            f"{measured}Load average (1/5/15 min) before {tuple(result['load_before'])}, after "
             f"{tuple(result['load_after'])}; took {result['seconds']} s."
         )
         if result["figures"]:

@@ -216,43 +216,16 @@ def dag_source(ids: list[str], probe_path: str) -> str:
     )
 
 
-def start_triggerer(deployment: Any, profile_prefix: str | None) -> None:
+def launcher(profile_prefix: str | None) -> tuple[str, ...]:
+    """How the triggerer is started: plain ``airflow``, or under :mod:`benchmarks.profiled`."""
     if profile_prefix is None:
-        deployment.start("triggerer", "triggerer")
-        return
-    with open(deployment.log_dir / "triggerer.log", "ab") as log:
-        deployment.processes["triggerer"] = subprocess.Popen(
-            [PYTHON, "-m", "benchmarks.profiled", profile_prefix, "airflow", "triggerer"],
-            env=deployment.env,
-            cwd=ROOT,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+        return ("-m", "airflow")
+    return ("-m", "benchmarks.profiled", profile_prefix, "airflow")
 
 
 def boot(deployment: Any, profile_prefix: str | None) -> None:
-    """``AirflowDeployment.boot`` without unpausing, and with the triggerer optionally profilable."""
-    from tests.e2e.processes import AIRFLOW_3, api_server_ready, wait_for
-
-    deployment.airflow("db", "migrate", timeout=180)
-    if AIRFLOW_3:
-        deployment.start(
-            "api-server",
-            *("api-server", "--apps", "execution", "--workers", "1"),
-            *("--host", "127.0.0.1", "--port", str(deployment.api_port)),
-        )
-        deployment.start("dag-processor", "dag-processor")
-    deployment.start("scheduler", "scheduler")
-    start_triggerer(deployment, profile_prefix)
-    wait_for(
-        deployment,
-        f"DAG {DAG_ID} to be parsed into the database",
-        lambda: deployment.query("SELECT 1 FROM serialized_dag WHERE dag_id = ?", DAG_ID),
-        timeout=180,
-    )
-    if AIRFLOW_3:
-        wait_for(deployment, "the API server", lambda: api_server_ready(deployment.api_port), timeout=120)
+    """Start every component, DAGs left paused (the probe runs first), wait for the trigger runner."""
+    deployment.boot(DAG_ID, unpause=False, triggerer_launcher=launcher(profile_prefix))
     wait_for_triggerer(deployment)
 
 
@@ -300,28 +273,13 @@ def restart_triggerer(deployment: Any, n: int, local_settings: str | None) -> in
     A graceful stop ends the old triggerer's job, so the new one takes every trigger over at
     once. Returns the new job id once it runs all N triggers and the probe.
     """
-    old = deployment.processes.pop("triggerer")
     old_job = triggerer_job(deployment)
-    children = []
-    with contextlib.suppress(psutil.Error):
-        children = psutil.Process(old.pid).children(recursive=True)
-    old.send_signal(signal.SIGTERM)
-    try:
-        old.wait(timeout=60)
-    except subprocess.TimeoutExpired:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(old.pid, signal.SIGKILL)
-        old.wait(timeout=10)
-    for child in children:
-        with contextlib.suppress(psutil.Error):
-            child.kill()
-    psutil.wait_procs(children, timeout=10)
-    deployment.killed.append(old)
+    deployment.kill("triggerer", grace=60)
     if local_settings is not None:
         config = deployment.home / "config"
         config.mkdir(exist_ok=True)
         (config / "airflow_local_settings.py").write_text(local_settings)
-    start_triggerer(deployment, None)
+    deployment.start("triggerer", "triggerer")
     job = wait_for_triggerer(deployment, after_job=old_job)
     deadline = time.monotonic() + 180
     while True:

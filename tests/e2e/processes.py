@@ -90,19 +90,24 @@ class AirflowDeployment:
         if returncode != 0:
             raise AssertionError(f"`airflow {' '.join(args)}` exited with {returncode}")
 
-    def start(self, name: str, *args: str) -> None:
-        """Start a long-running component in its own process group, output to ``<name>.log``."""
+    def start(self, name: str, *args: str, launcher: tuple[str, ...] = ("-m", "airflow")) -> None:
+        """Start a long-running component in its own process group, output to ``<name>.log``.
+
+        ``launcher``: what runs ``airflow`` (the benchmarks wrap it in a profiler).
+        """
         with open(self.log_dir / f"{name}.log", "ab") as log:
             self.processes[name] = subprocess.Popen(
-                [sys.executable, "-m", "airflow", *args],
+                [sys.executable, *launcher, *args],
                 env=self.env,
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
 
-    def boot(self, *dag_ids: str) -> None:
-        """Migrate the database, start every component, wait for the DAGs, unpause them."""
+    def boot(
+        self, *dag_ids: str, unpause: bool = True, triggerer_launcher: tuple[str, ...] = ("-m", "airflow")
+    ) -> None:
+        """Migrate the database, start every component, wait for the DAGs, unpause them (``unpause``)."""
         self.airflow("db", "migrate", timeout=120)
         if AIRFLOW_3:
             self.start(
@@ -112,7 +117,7 @@ class AirflowDeployment:
             )
             self.start("dag-processor", "dag-processor")
         self.start("scheduler", "scheduler")
-        self.start("triggerer", "triggerer")
+        self.start("triggerer", "triggerer", launcher=triggerer_launcher)
         for dag_id in dag_ids:
             wait_for(
                 self,
@@ -120,20 +125,29 @@ class AirflowDeployment:
                 lambda dag_id=dag_id: self.query("SELECT 1 FROM serialized_dag WHERE dag_id = ?", dag_id),
                 timeout=90,
             )
-            self.airflow("dags", "unpause", dag_id)
+            if unpause:
+                self.airflow("dags", "unpause", dag_id)
         if AIRFLOW_3:
             port = self.api_port
             assert port is not None
             wait_for(self, "the API server", lambda: api_server_ready(port), timeout=60)
 
-    def kill(self, name: str) -> int:
-        """SIGKILL a component's process group (and any child that left it); returns its exit code."""
+    def kill(self, name: str, *, grace: float = 0.0) -> int:
+        """SIGKILL a component's process group (and any child that left it); returns its exit code.
+
+        With ``grace``, the component alone first gets SIGTERM and that many seconds to shut
+        down cleanly (a triggerer then ends its job, so a new one takes its triggers at once).
+        """
         import psutil
 
         process = self.processes.pop(name)
         children: list[psutil.Process] = []
         with contextlib.suppress(psutil.NoSuchProcess):
             children = psutil.Process(process.pid).children(recursive=True)
+        if grace:
+            process.send_signal(signal.SIGTERM)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                process.wait(timeout=grace)
         _signal_group(process.pid, signal.SIGKILL)
         for child in children:
             with contextlib.suppress(psutil.NoSuchProcess):

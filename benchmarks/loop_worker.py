@@ -98,15 +98,16 @@ async def sampler(window: Window, stop: asyncio.Event) -> None:
 
 
 async def run_polling(
-    pollers: list[Callable[[], Coroutine[Any, Any, None]]],
-    *,
-    port: int,
-    warmup: float,
-    seconds: float,
+    make_poller: Callable[[str, float], Callable[[], Coroutine[Any, Any, None]]],
+    ids: list[str],
+    args: argparse.Namespace,
     counters: Counters,
-    server_pid: int,
 ) -> dict[str, Any]:
-    """Start the pollers staggered over the first interval, measure the window after the warm-up."""
+    """Start one poller per pipeline, staggered over the first interval with the same seed in
+    every mode (so both sides start alike), and measure the window after the warm-up."""
+    rng = random.Random(1)
+    pollers = [make_poller(pid, rng.uniform(0, args.interval)) for pid in ids]
+    port, warmup, seconds, server_pid = args.port, args.warmup, args.seconds, args.server_pid
     stop = asyncio.Event()
     window = Window(port=port)
     gc.callbacks.append(GcTimer(window))
@@ -207,17 +208,8 @@ async def bare(args: argparse.Namespace, ids: list[str]) -> dict[str, Any]:
 
         return poll
 
-    rng = random.Random(1)
-    pollers = [poller(pid, rng.uniform(0, args.interval)) for pid in ids]
     try:
-        return await run_polling(
-            pollers,
-            port=args.port,
-            warmup=args.warmup,
-            seconds=args.seconds,
-            counters=counters,
-            server_pid=args.server_pid,
-        )
+        return await run_polling(poller, ids, args, counters)
     finally:
         await session.close()
 
@@ -266,17 +258,8 @@ async def triggers(args: argparse.Namespace, ids: list[str]) -> dict[str, Any]:
 
         return poll
 
-    rng = random.Random(1)
-    pollers = [poller(pid, rng.uniform(0, args.interval)) for pid in ids]
     try:
-        return await run_polling(
-            pollers,
-            port=args.port,
-            warmup=args.warmup,
-            seconds=args.seconds,
-            counters=counters,
-            server_pid=args.server_pid,
-        )
+        return await run_polling(poller, ids, args, counters)
     finally:
         await dune_hook.close_shared_async_session()
 

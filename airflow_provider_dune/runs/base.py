@@ -143,6 +143,7 @@ def wait_for_run(
     progress = _ProgressLog(run, log)
     throttles = run.throttle_count()
     last: RunState | None = None
+    at_deadline = False
     while True:
         try:
             state: RunState | None = run.get_state()
@@ -156,16 +157,15 @@ def wait_for_run(
             progress.note(state)
             if state.outcome.is_terminal:
                 return state
+        if at_deadline:
+            raise RunTimedOut(run, clock() - started, last)
         wait = pacer.next_wait(state is None or run.throttle_count() > throttles)
         throttles = run.throttle_count()
         waited = clock() - started
         if timeout is not None and waited + wait > timeout:
             # One last read at the deadline, so a run that just finished is not called a timeout.
-            sleep(max(0.0, timeout - waited))
-            state = run.get_state()
-            if state.outcome.is_terminal:
-                return state
-            raise RunTimedOut(run, clock() - started, state or last)
+            wait = max(0.0, timeout - waited)
+            at_deadline = True
         sleep(wait)
 
 

@@ -111,6 +111,20 @@ def test_a_run_that_finishes_at_the_deadline_is_not_a_timeout():
     assert state is DONE
 
 
+def test_a_rate_limited_read_at_the_deadline_is_a_timeout_not_an_api_error():
+    clock = Clock()
+    run = FakeRun(RUNNING, RUNNING, RUNNING, DuneApiError(429, "Too many requests"))
+    with pytest.raises(RunTimedOut, match="last status: executing"):
+        wait_for_run(
+            run,
+            poll_interval=10,
+            timeout=25,
+            log=logging.getLogger(),
+            sleep=clock.sleep,
+            clock=lambda: clock.now,
+        )
+
+
 def test_rate_limits_stretch_the_interval_and_it_recovers():
     clock = Clock()
     run = FakeRun(RUNNING, RUNNING, RUNNING, RUNNING, RUNNING, DONE, throttle_at={1, 2})

@@ -15,6 +15,7 @@ def get_provider_info() -> dict[str, Any]:
         MAIA_FIELDS,
         provider_metadata,
     )
+    from airflow_provider_dune.operators.deferral import DEFAULT_EVENT_HOLD
 
     return {
         "package-name": "airflow-provider-dune",
@@ -71,4 +72,21 @@ def get_provider_info() -> dict[str, Any]:
             },
         ],
         "extra-links": ["airflow_provider_dune.links.dune.DuneQueryLink"],
+        "config": {
+            "dune": {
+                "description": "Settings of the Dune and Maia provider.",
+                "options": {
+                    "deferral_event_hold": {
+                        "description": "Seconds after a task defers during which its trigger holds "
+                        "back its end event, so that Airflow's scheduler has processed the deferral "
+                        "before the task resumes (apache/airflow #66374, #67287, #71580, #72716). "
+                        "0 turns the hold off.",
+                        "version_added": "0.1.0",
+                        "type": "float",
+                        "example": "10",
+                        "default": str(DEFAULT_EVENT_HOLD),
+                    },
+                },
+            },
+        },
     }

@@ -15,6 +15,9 @@ os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
 # Airflow 3 runs only DAGs found in a bundle: tests write their DAG files here.
 os.environ.setdefault("AIRFLOW__CORE__DAGS_FOLDER", str(Path(os.environ["AIRFLOW_HOME"]) / "dags"))
 os.environ.setdefault("AIRFLOW__CORE__UNIT_TEST_MODE", "False")
+# The trigger's hold against Airflow's scheduler race (docs/reliability.md) only matters where a
+# real scheduler runs: tests/e2e sets its own, and dag.test() needs none.
+os.environ.setdefault("AIRFLOW__DUNE__DEFERRAL_EVENT_HOLD", "0")
 REPO_ROOT = Path(__file__).parents[1]
 
 # A key no test or log could contain by chance: tests scan for it to prove it never leaks.

@@ -2,9 +2,9 @@
 
 A concrete operator says how to submit (:meth:`RemoteRunOperatorMixin.submit`), which
 :class:`RemoteRun` the ids describe, and which trigger waits for it; this mixin does the
-rest the same way for every service: push the ids to XCom at once, wait in the worker or
-defer, turn the end event into a return value or one clear exception, cancel on kill and on
-timeout.
+rest the same way for every service: record the run before and after submitting, push the
+ids to XCom at once, wait in the worker or defer, turn the end event into a return value or
+one clear exception, cancel on kill and on timeout.
 """
 
 from __future__ import annotations
@@ -12,10 +12,16 @@ from __future__ import annotations
 import time
 from abc import abstractmethod
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from airflow_provider_dune.exceptions import DuneConfigurationError, DuneError
-from airflow_provider_dune.operators.resume import ResumeStore, resume_store_for
+from airflow_provider_dune.operators.deferral import (
+    DEFAULT_DEFER_AFTER,
+    plan_deferral,
+    wait_before_deferring,
+)
+from airflow_provider_dune.operators.resume import RunJournal, journal_for
 from airflow_provider_dune.runs.base import (
     RemoteRun,
     RunState,
@@ -30,26 +36,69 @@ if TYPE_CHECKING:
     from airflow.providers.common.compat.sdk import Context
     from airflow.triggers.base import BaseTrigger
 
+    from airflow_provider_dune.triggers.base import TriggerWait
+
+# An operator's wait ends after a day unless told otherwise: a run in a state the provider does
+# not know counts as still running, and must not hold a task (or a trigger) forever.
+DEFAULT_TIMEOUT = 24 * 3600.0
+
+
+# The wait arguments every operator here takes, documented once (operators append it to __doc__).
+WAIT_ARGS_DOC = """
+    :param wait_for_termination: wait for the run to end; when False the task ends once it has
+        started.
+    :param deferrable: wait in the triggerer instead of holding a worker slot. Defaults to
+        ``[operators] default_deferrable``.
+    :param poll_interval: seconds between status reads.
+    :param timeout: seconds to wait at most (a day by default); ``None`` waits as long as the
+        run goes (a warning says so unless ``execution_timeout`` bounds it). When the wait is
+        deferred, ``execution_timeout`` bounds it too.
+    :param cancel_on_kill: cancel the run when the task is killed or ``timeout`` /
+        ``execution_timeout`` ends the wait.
+    :param defer_after: with ``deferrable``, seconds to wait in the worker before deferring: a
+        run that ends sooner finishes in the worker, with no trip through the triggerer.
+    :param durable: record the run so that a retried task reconnects to it instead of starting
+        another (Airflow's ``ResumableJobMixin`` calls this ``durable`` too). False: every try
+        submits anew.
+"""
+
 
 class RemoteRunFailed(DuneError):
     """A remote run ended in failure, or the wait for it ended before it did."""
 
 
-def finish_wait(run: RemoteRun, event: Mapping[str, Any], context: Context, log: Any) -> None:
+class SubmissionNotRecorded(DuneError):
+    """An earlier try may have started a run whose id was never recorded; this try will not guess."""
+
+
+def push_xcom(task: Any, context: Context, key: str, value: Any) -> None:
+    """Every XCom the provider pushes goes through here, so ``do_xcom_push=False`` silences all."""
+    if getattr(task, "do_xcom_push", True):
+        context["ti"].xcom_push(key=key, value=value)
+
+
+def finish_wait(task: Any, run: RemoteRun, event: Mapping[str, Any], context: Context) -> None:
     """Push the event's payload to XCom, then return on success or raise what went wrong."""
     for key in run.xcom_keys:
         if event.get(key):
-            context["ti"].xcom_push(key=key, value=event[key])
+            push_xcom(task, context, key, event[key])
     status = event.get("status")
     message = str(event.get("message") or f"{run.label} ended with status {status!r}.")
     if status == "success":
-        log.info("%s", message)
+        task.log.info("%s", message)
         return
     if status == "error":
         details = run.failure_details(event)
         if details:
             message = f"{message}\n{details}"
     raise RemoteRunFailed(message)
+
+
+def _may_have_started(exc: BaseException) -> bool:
+    """Whether a failed submission may still have started the run (anything not known safe)."""
+    if isinstance(exc, DuneConfigurationError):
+        return False
+    return bool(getattr(exc, "may_have_started", True))
 
 
 class RemoteRunOperatorMixin:
@@ -67,9 +116,22 @@ class RemoteRunOperatorMixin:
     poll_interval: float
     timeout: float | None
     cancel_on_kill: bool
+    defer_after: float
+    durable: bool
     run_id_key: str
     log: Any
     _remote_run: RemoteRun | None = None
+
+    if TYPE_CHECKING:
+        # BaseOperator's, which the concrete operator also inherits.
+        def defer(
+            self,
+            *,
+            trigger: BaseTrigger,
+            method_name: str,
+            kwargs: dict[str, Any] | None = None,
+            timeout: timedelta | int | float | None = None,
+        ) -> NoReturn: ...
 
     def _set_wait_options(
         self,
@@ -78,17 +140,23 @@ class RemoteRunOperatorMixin:
         poll_interval: float,
         timeout: float | None,
         cancel_on_kill: bool,
+        defer_after: float = DEFAULT_DEFER_AFTER,
+        durable: bool = True,
     ) -> None:
         """Check and keep how the operator waits for the run it starts."""
         if poll_interval <= 0:
             raise DuneConfigurationError(f"poll_interval must be positive, got {poll_interval}.")
         if timeout is not None and timeout <= 0:
             raise DuneConfigurationError(f"timeout must be positive seconds or None, got {timeout}.")
+        if defer_after < 0:
+            raise DuneConfigurationError(f"defer_after must be zero or more seconds, got {defer_after}.")
         self.wait_for_termination = wait_for_termination
         self.deferrable = deferrable
         self.poll_interval = poll_interval
         self.timeout = timeout
         self.cancel_on_kill = cancel_on_kill
+        self.defer_after = defer_after
+        self.durable = durable
 
     def _returning_id(self, run: RemoteRun) -> str:
         """The run's ``run_id_key`` id, kept as the operator's attribute of that name."""
@@ -113,57 +181,110 @@ class RemoteRunOperatorMixin:
         return {}
 
     @abstractmethod
-    def make_trigger(self, run: RemoteRun, end_time: float | None) -> BaseTrigger: ...
+    def make_trigger(self, run: RemoteRun, wait: TriggerWait) -> BaseTrigger:
+        """The trigger that waits for ``run``; ``wait`` goes into its kwargs as it is."""
 
     def run_and_wait(self, context: Context) -> RemoteRun:
-        store = resume_store_for(context)
-        run, state = self._resume(store)
+        journal = journal_for(context, durable=self.durable)
+        run, state = self._resume(journal)
         if run is None:
-            run = self.submit(context)
-            # Recorded before anything else can fail, so a retry finds it.
-            store.put(run.ids)
-            self.log.info("Started %s.", run.label)
+            run = self._submit_and_record(context, journal)
         self._remote_run = run
         # On every try, reconnected or not: the links must work for the try a person looks at.
-        for key, value in self.link_xcoms().items():
-            context["ti"].xcom_push(key=key, value=value)
-        for key, value in run.ids.items():
-            context["ti"].xcom_push(key=key, value=value)
+        for key, value in {**self.link_xcoms(), **run.ids}.items():
+            push_xcom(self, context, key, value)
         if state is not None and state.outcome is RunOutcome.SUCCEEDED:
-            self.end_wait(run, final_event(run, state), context)
+            self.conclude(run, final_event(run, state), context)
             return run
         if not self.wait_for_termination:
             state = run.get_state()
             for key in run.xcom_keys:
-                context["ti"].xcom_push(key=key, value=state.payload.get(key))
-            store.forget()
+                push_xcom(self, context, key, state.payload.get(key))
+            # The task is done with the run: what happens to it now is not this task's business.
+            journal.forget()
             return run
-        if self.deferrable:
-            end_time = time.time() + self.timeout if self.timeout is not None else None
-            self.defer(  # type: ignore[attr-defined]  # BaseOperator's
-                trigger=self.make_trigger(run, end_time), method_name="execute_complete"
+        if self.timeout is None and getattr(self, "execution_timeout", None) is None:
+            self.log.warning(
+                "This wait has no end: timeout=None and no execution_timeout. If %s never ends (or "
+                "reports a state the provider does not know), the task waits forever. Set timeout "
+                "or execution_timeout to bound it.",
+                run.label,
             )
-        try:
-            state = wait_for_run(run, poll_interval=self.poll_interval, timeout=self.timeout, log=self.log)
-            event = final_event(run, state)
-        except RunTimedOut as exc:
-            event = timeout_event(run, exc.waited, exc.last)
-        self.end_wait(run, event, context)
+        wait_ends = time.time() + self.timeout if self.timeout is not None else None
+        if self.deferrable:
+            event = final_event(run, self._defer_unless_quick(run, context, wait_ends))
+        else:
+            try:
+                state = wait_for_run(
+                    run, poll_interval=self.poll_interval, timeout=self.timeout, log=self.log
+                )
+                event = final_event(run, state)
+            except RunTimedOut as exc:
+                event = timeout_event(run, exc.waited, exc.last)
+        self.conclude(run, event, context)
         return run
 
-    def _resume(self, store: ResumeStore) -> tuple[RemoteRun | None, RunState | None]:
-        """The run an earlier try of this task started, if it is still worth reconnecting to."""
-        ids = store.get()
-        if not ids:
+    def _defer_unless_quick(self, run: RemoteRun, context: Context, wait_ends: float | None) -> RunState:
+        """Wait ``defer_after`` seconds in the worker; return the end state if the run ended, else defer."""
+        grace = self.defer_after if self.timeout is None else min(self.defer_after, self.timeout)
+        state = wait_before_deferring(run, seconds=grace, poll_interval=self.poll_interval, log=self.log)
+        if state is not None:
+            self.log.info("%s ended within defer_after=%gs: finished in the worker.", run.label, grace)
+            return state
+        plan = plan_deferral(self, context, poll_interval=self.poll_interval, wait_ends=wait_ends)
+        self.defer(
+            trigger=self.make_trigger(run, plan.wait), method_name="execute_complete", timeout=plan.timeout
+        )
+
+    def _submit_and_record(self, context: Context, journal: RunJournal) -> RemoteRun:
+        """Submit, with the record written before (intent) and after (ids) the request."""
+        journal.submitting()
+        try:
+            run = self.submit(context)
+        except BaseException as exc:
+            if not _may_have_started(exc):
+                # Refused before any work started: nothing to reconnect to, nothing to guard.
+                journal.forget()
+            raise
+        try:
+            journal.started(run.ids)
+        except Exception as exc:
+            # Unrecorded, the run would be invisible to a retry, which would start another.
+            self.log.error(
+                "Could not record %s (%s); cancelling it so that it does not run unseen.", run.label, exc
+            )
+            self._cancel(run, "it could not be recorded", always=True)
+            raise
+        self.log.info("Started %s.", run.label)
+        return run
+
+    def _resume(self, journal: RunJournal) -> tuple[RemoteRun | None, RunState | None]:
+        """The run an earlier try of this task started, if it is still worth reconnecting to.
+
+        Submitting anew is safe only when that run is known to have failed; anything less
+        certain fails this try and keeps the record, as Airflow's ``ResumableJobMixin`` does.
+        """
+        record = journal.get()
+        if record is None:
             return None, None
-        run = self.run_from_ids(ids)
+        if record.ids is None:
+            raise SubmissionNotRecorded(
+                "An earlier try of this task sent the request that starts its run (at "
+                f"{record.since or 'an unknown time'}) but never recorded the answer: the run may have "
+                "started, and may be billed. To avoid "
+                "running it twice this try does not submit again. Check the service's UI (dune.com, "
+                f"or Maia's pipeline runs); then, to let the task submit anew, delete {journal.where()} "
+                "and clear the task."
+            )
+        run = self.run_from_ids(record.ids)
         try:
             state = run.get_state()
         except DuneError as exc:
-            self.log.warning(
-                "Could not read %s started by an earlier try (%s); submitting anew.", run.label, exc
-            )
-            return None, None
+            raise RemoteRunFailed(
+                f"Could not read the state of {run.label}, started by an earlier try of this task ({exc}). "
+                "It may still be running, so this try does not submit another; the record is kept and "
+                "the next try reconnects to it."
+            ) from exc
         if state.outcome is RunOutcome.FAILED:
             self.log.info(
                 "%s started by an earlier try failed (%s); submitting anew.", run.label, state.summary
@@ -175,27 +296,47 @@ class RemoteRunOperatorMixin:
         )
         return run, state
 
+    def conclude(self, run: RemoteRun, event: Mapping[str, Any], context: Context) -> None:
+        """End the task from the wait's end event, and forget the record once nothing needs it.
+
+        The record is forgotten when the run failed (a retry submits anew anyway), or after
+        :meth:`end_wait` returned, i.e. after the task's last side effect. It is kept when the
+        wait ended without knowing the run's end (unreadable status, timeout), and when a step
+        after a successful run failed: the retry then reconnects to the finished run instead of
+        paying for it again.
+        """
+        journal = journal_for(context, durable=self.durable)
+        if event.get("status") == "error" and not event.get("unreadable"):
+            self._forget(journal)
+        self.end_wait(run, event, context)
+        self._forget(journal)
+
+    def _forget(self, journal: RunJournal) -> None:
+        try:
+            journal.forget()
+        except Exception as exc:
+            # Not worth failing a task whose run ended: a stale record only makes a later
+            # clear of this task reconnect to the finished run.
+            self.log.warning("Could not remove the record of the run at %s: %s", journal.where(), exc)
+
     def end_wait(self, run: RemoteRun, event: Mapping[str, Any], context: Context) -> None:
+        """Turn the end event into XCom and the task's outcome; subclasses add what follows success."""
         self._remote_run = run
-        if not event.get("unreadable"):
-            # The run's end is known. When its status could not be read, the run may still be
-            # going: keep the record so that a retry reconnects instead of starting another.
-            resume_store_for(context).forget()
         if event.get("status") == "timeout":
             self._cancel(run, "its timeout ended the wait")
-        finish_wait(run, event, context, self.log)
+        finish_wait(self, run, event, context)
 
     def complete_from_event(self, context: Context, event: Mapping[str, Any]) -> RemoteRun:
         run = self.run_from_ids(event)
-        self.end_wait(run, event, context)
+        self.conclude(run, event, context)
         return run
 
     def on_kill(self) -> None:
         if self._remote_run is not None:
             self._cancel(self._remote_run, "the task was killed")
 
-    def _cancel(self, run: RemoteRun, why: str) -> None:
-        if not self.cancel_on_kill:
+    def _cancel(self, run: RemoteRun, why: str, *, always: bool = False) -> None:
+        if not (self.cancel_on_kill or always):
             return
         try:
             cancelled = run.cancel()

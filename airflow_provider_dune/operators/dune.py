@@ -16,13 +16,20 @@ from airflow_provider_dune.hooks.dune import DuneHook
 from airflow_provider_dune.links.dune import DUNE_QUERY_URL, DuneQueryLink
 from airflow_provider_dune.models.dune import ExecutionStatus, refreshed_view_names
 from airflow_provider_dune.models.pipeline_spec import build_pipeline_request
-from airflow_provider_dune.operators.base import RemoteRunOperatorMixin
+from airflow_provider_dune.operators.base import (
+    DEFAULT_TIMEOUT,
+    WAIT_ARGS_DOC,
+    RemoteRunOperatorMixin,
+    push_xcom,
+)
+from airflow_provider_dune.operators.deferral import DEFAULT_DEFER_AFTER
 from airflow_provider_dune.runs.base import RemoteRun
 from airflow_provider_dune.runs.dune import DuneExecutionRun, DunePipelineRun
 
 if TYPE_CHECKING:
     from airflow.providers.common.compat.sdk import Context
 
+    from airflow_provider_dune.triggers.base import TriggerWait
     from airflow_provider_dune.triggers.dune import DuneExecutionTrigger, DunePipelineTrigger
 
 
@@ -68,7 +75,8 @@ def _from_json(value: Any, name: str) -> Any:
 
 
 class DuneRunPipelineOperator(RemoteRunOperatorMixin, BaseOperator):
-    """
+    __doc__ = (
+        """
     Runs a Dune query pipeline and (by default) waits until every node has finished.
 
     Give exactly one of ``query_id`` or ``nodes``:
@@ -92,22 +100,15 @@ class DuneRunPipelineOperator(RemoteRunOperatorMixin, BaseOperator):
         default for every node that does not set its own. (templated)
     :param query_parameters: parameters of the query, with ``query_id``. (templated)
     :param dune_conn_id: the Airflow connection holding the API key.
-    :param wait_for_termination: wait for the pipeline to finish; when False the task ends
-        once the pipeline has started.
-    :param deferrable: wait in the triggerer instead of holding a worker slot. Defaults to
-        ``[operators] default_deferrable``.
-    :param poll_interval: seconds between status reads.
-    :param timeout: seconds to wait at most; ``None`` waits as long as the pipeline runs.
-    :param cancel_on_kill: cancel the pipeline's running nodes when the task is killed or
-        ``timeout`` ends the wait.
     :param emit_view_assets: also record an Asset event (through the alias
         ``dune-materialized-views``) for every refreshed view that is not a declared outlet,
         e.g. the views Dune found in a ``query_id`` pipeline's lineage. Views named in ``nodes``
         are declared outlets and always get their event. Off by default: Airflow creates an
         alias's Asset on its first event, and pipelines that finish at the same moment and
         refreshed the same new view race on that insert (seen on Airflow 3.3), failing a task
-        whose pipeline succeeded.
-    """
+        whose pipeline succeeded."""
+        + WAIT_ARGS_DOC
+    )
 
     template_fields: Sequence[str] = ("query_id", "nodes", "query_parameters", "performance")
     template_fields_renderers = {"nodes": "json", "query_parameters": "json"}
@@ -126,8 +127,10 @@ class DuneRunPipelineOperator(RemoteRunOperatorMixin, BaseOperator):
         wait_for_termination: bool = True,
         deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
         poll_interval: float = 10,
-        timeout: float | None = None,
+        timeout: float | None = DEFAULT_TIMEOUT,
         cancel_on_kill: bool = True,
+        defer_after: float = DEFAULT_DEFER_AFTER,
+        durable: bool = True,
         emit_view_assets: bool = False,
         **kwargs: Any,
     ) -> None:
@@ -137,7 +140,9 @@ class DuneRunPipelineOperator(RemoteRunOperatorMixin, BaseOperator):
                 f"{type(self).__name__} {kwargs.get('task_id', '')!r}: give exactly one of query_id "
                 "(Dune builds the pipeline from the query's lineage) or nodes (an explicit pipeline)."
             )
-        self._set_wait_options(wait_for_termination, deferrable, poll_interval, timeout, cancel_on_kill)
+        self._set_wait_options(
+            wait_for_termination, deferrable, poll_interval, timeout, cancel_on_kill, defer_after, durable
+        )
         self.query_id = query_id
         self.nodes = nodes
         self.performance = performance
@@ -182,16 +187,15 @@ class DuneRunPipelineOperator(RemoteRunOperatorMixin, BaseOperator):
     def run_from_ids(self, ids: Mapping[str, Any]) -> DunePipelineRun:
         return DunePipelineRun(self.hook, str(ids["pipeline_execution_id"]))
 
-    def make_trigger(self, run: RemoteRun, end_time: float | None) -> DunePipelineTrigger:
+    def make_trigger(self, run: RemoteRun, wait: TriggerWait) -> DunePipelineTrigger:
         # Imported here: only a deferring task needs the trigger (and its import cost).
         from airflow_provider_dune.triggers.dune import DunePipelineTrigger
 
         return DunePipelineTrigger(
             pipeline_execution_id=run.ids["pipeline_execution_id"],
             dune_conn_id=self.dune_conn_id,
-            poll_interval=self.poll_interval,
-            end_time=end_time,
             cancel_on_kill=self.cancel_on_kill,
+            **wait,
         )
 
     def end_wait(self, run: RemoteRun, event: Mapping[str, Any], context: Context) -> None:
@@ -242,12 +246,16 @@ class _DuneExecutionOperator(RemoteRunOperatorMixin, BaseOperator):
         wait_for_termination: bool = True,
         deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
         poll_interval: float = 10,
-        timeout: float | None = None,
+        timeout: float | None = DEFAULT_TIMEOUT,
         cancel_on_kill: bool = True,
+        defer_after: float = DEFAULT_DEFER_AFTER,
+        durable: bool = True,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
-        self._set_wait_options(wait_for_termination, deferrable, poll_interval, timeout, cancel_on_kill)
+        self._set_wait_options(
+            wait_for_termination, deferrable, poll_interval, timeout, cancel_on_kill, defer_after, durable
+        )
         if not 0 < max_xcom_rows <= XCOM_ROWS_HARD_LIMIT:
             raise DuneConfigurationError(
                 f"max_xcom_rows must be between 1 and {XCOM_ROWS_HARD_LIMIT:,}, got {max_xcom_rows}. "
@@ -255,6 +263,8 @@ class _DuneExecutionOperator(RemoteRunOperatorMixin, BaseOperator):
             )
         if push_rows_to_xcom and not wait_for_termination:
             raise DuneConfigurationError("push_rows_to_xcom needs wait_for_termination=True.")
+        if push_rows_to_xcom and not self.do_xcom_push:
+            raise DuneConfigurationError("push_rows_to_xcom needs do_xcom_push=True.")
         self.performance = performance
         self.allow_partial_results = allow_partial_results
         self.push_rows_to_xcom = push_rows_to_xcom
@@ -282,17 +292,16 @@ class _DuneExecutionOperator(RemoteRunOperatorMixin, BaseOperator):
             self.hook, str(ids["execution_id"]), allow_partial_results=self.allow_partial_results
         )
 
-    def make_trigger(self, run: RemoteRun, end_time: float | None) -> DuneExecutionTrigger:
+    def make_trigger(self, run: RemoteRun, wait: TriggerWait) -> DuneExecutionTrigger:
         # Imported here: only a deferring task needs the trigger (and its import cost).
         from airflow_provider_dune.triggers.dune import DuneExecutionTrigger
 
         return DuneExecutionTrigger(
             execution_id=run.ids["execution_id"],
             dune_conn_id=self.dune_conn_id,
-            poll_interval=self.poll_interval,
-            end_time=end_time,
             allow_partial_results=self.allow_partial_results,
             cancel_on_kill=self.cancel_on_kill,
+            **wait,
         )
 
     def end_wait(self, run: RemoteRun, event: Mapping[str, Any], context: Context) -> None:
@@ -300,19 +309,26 @@ class _DuneExecutionOperator(RemoteRunOperatorMixin, BaseOperator):
         if status is not None and status.is_partial:
             # Always said, whether or not partial results are allowed: the rows are not all there.
             self.log.warning("%s", status.partial_warning())
+        execution_id = run.ids["execution_id"]
+        if self.push_rows_to_xcom and event.get("status") == "success":
+            # Checked before the run is called a success: a result too big for XCom fails the
+            # task here, with the run's record kept, so a retry reuses the result unbilled.
+            self._check_row_count(execution_id, status)
         super().end_wait(run, event, context)  # raises unless the execution succeeded
         if self.push_rows_to_xcom:
-            self.push_rows(context, run.ids["execution_id"], status)
-        self.after_success(context, run.ids["execution_id"], status)
+            self.push_rows(context, execution_id)
+        self.after_success(context, execution_id, status)
 
     def after_success(self, context: Context, execution_id: str, status: ExecutionStatus | None) -> None:
         """What a subclass does once the execution completed (the view operator emits Assets)."""
 
-    def push_rows(self, context: Context, execution_id: str, status: ExecutionStatus | None) -> None:
-        """XCom ``rows``: the whole result as a list of dicts, refused past ``max_xcom_rows``."""
+    def _check_row_count(self, execution_id: str, status: ExecutionStatus | None) -> None:
         total = status.metadata.total_row_count if status and status.metadata else None
         if total is not None and total > self.max_xcom_rows:
             raise self._too_large(execution_id, f"{total:,} rows")
+
+    def push_rows(self, context: Context, execution_id: str) -> None:
+        """XCom ``rows``: the whole result as a list of dicts, refused past ``max_xcom_rows``."""
         rows: list[dict[str, Any]] = []
         # One row more than allowed is enough to know the result is too large.
         for row in self.hook.iter_results(
@@ -323,7 +339,7 @@ class _DuneExecutionOperator(RemoteRunOperatorMixin, BaseOperator):
             rows.append(row)
             if len(rows) > self.max_xcom_rows:
                 raise self._too_large(execution_id, "more rows")
-        context["ti"].xcom_push(key="rows", value=rows)
+        push_xcom(self, context, "rows", rows)
         self.log.info("Pushed %d rows of execution %s to XCom 'rows'.", len(rows), execution_id)
 
     def _too_large(self, execution_id: str, what: str) -> DuneResultTooLargeForXCom:
@@ -335,7 +351,8 @@ class _DuneExecutionOperator(RemoteRunOperatorMixin, BaseOperator):
         )
 
 
-_EXECUTION_ARGS_DOC = """
+_EXECUTION_ARGS_DOC = (
+    """
     :param allow_partial_results: when Dune truncates a too-large result
         (``QUERY_STATE_COMPLETED_PARTIAL``), succeed with the partial result instead of failing.
         A partial result is always logged as a warning.
@@ -343,16 +360,9 @@ _EXECUTION_ARGS_DOC = """
         dicts). Off by default: XCom is for small results.
     :param max_xcom_rows: with ``push_rows_to_xcom``, fail with a clear error when the result has
         more rows than this (at most 10,000).
-    :param dune_conn_id: the Airflow connection holding the API key.
-    :param wait_for_termination: wait for the execution to finish; when False the task ends once
-        it has started.
-    :param deferrable: wait in the triggerer instead of holding a worker slot. Defaults to
-        ``[operators] default_deferrable``.
-    :param poll_interval: seconds between status reads.
-    :param timeout: seconds to wait at most; ``None`` waits as long as the execution runs.
-    :param cancel_on_kill: cancel the execution when the task is killed or ``timeout`` ends
-        the wait.
-"""
+    :param dune_conn_id: the Airflow connection holding the API key."""
+    + WAIT_ARGS_DOC
+)
 
 
 class DuneRunQueryOperator(_DuneExecutionOperator):
@@ -481,7 +491,8 @@ class DuneRefreshMaterializedViewOperator(_DuneExecutionOperator):
 
 
 class DuneRunQueryPipelineOperator(DuneRunPipelineOperator):
-    """
+    __doc__ = (
+        """
     Runs a query's predefined pipeline (``POST /v1/query/{query_id}/pipeline/execute``): every
     materialized view the query reads, refreshed upstream first, then the query itself.
 
@@ -493,16 +504,9 @@ class DuneRunQueryPipelineOperator(DuneRunPipelineOperator):
     :param query_id: the query whose pipeline runs. (templated)
     :param query_parameters: parameters of the query. (templated)
     :param performance: engine tier, ``small``, ``medium`` or ``large``. (templated)
-    :param dune_conn_id: the Airflow connection holding the API key.
-    :param wait_for_termination: wait for the pipeline to finish; when False the task ends once
-        the pipeline has started.
-    :param deferrable: wait in the triggerer instead of holding a worker slot. Defaults to
-        ``[operators] default_deferrable``.
-    :param poll_interval: seconds between status reads.
-    :param timeout: seconds to wait at most; ``None`` waits as long as the pipeline runs.
-    :param cancel_on_kill: cancel the pipeline's running nodes when the task is killed or
-        ``timeout`` ends the wait.
-    """
+    :param dune_conn_id: the Airflow connection holding the API key."""
+        + WAIT_ARGS_DOC
+    )
 
     template_fields: Sequence[str] = ("query_id", "query_parameters", "performance")
     template_fields_renderers = {"query_parameters": "json"}

@@ -11,20 +11,23 @@ from airflow.providers.common.compat.sdk import BaseOperator, conf
 
 from airflow_provider_dune.exceptions import DuneConfigurationError
 from airflow_provider_dune.hooks.maia import MaiaHook
-from airflow_provider_dune.operators.base import RemoteRunOperatorMixin
+from airflow_provider_dune.operators.base import DEFAULT_TIMEOUT, WAIT_ARGS_DOC, RemoteRunOperatorMixin
+from airflow_provider_dune.operators.deferral import DEFAULT_DEFER_AFTER
 from airflow_provider_dune.runs.base import RemoteRun
 from airflow_provider_dune.runs.maia import MaiaPipelineRun, warn_if_skipped
 
 if TYPE_CHECKING:
     from airflow.providers.common.compat.sdk import Context
 
+    from airflow_provider_dune.triggers.base import TriggerWait
     from airflow_provider_dune.triggers.maia import MaiaPipelineTrigger
 
 _SCALAR_TYPES = (str, int, float, bool)
 
 
 class MaiaRunPipelineOperator(RemoteRunOperatorMixin, BaseOperator):
-    """
+    __doc__ = (
+        """
     Runs a published Maia pipeline and (by default) waits until it ends.
 
     Starts the pipeline with ``POST /v1/projects/{projectId}/pipeline-executions``, pushes
@@ -41,16 +44,10 @@ class MaiaRunPipelineOperator(RemoteRunOperatorMixin, BaseOperator):
         are sent as strings. (templated)
     :param grid_variables: grid variables, ``{"name": [["row1col1", "row1col2"], ...]}``. (templated)
     :param maia_conn_id: the Airflow connection holding the API client id and secret.
-    :param wait_for_termination: wait for the pipeline to end; when False the task ends once
-        it has started.
-    :param deferrable: wait in the triggerer instead of holding a worker slot. Defaults to
-        ``[operators] default_deferrable``.
-    :param poll_interval: seconds between status reads.
-    :param timeout: seconds to wait at most; ``None`` waits as long as the pipeline runs.
-    :param cancel_on_kill: cancel the execution (Maia's pipeline termination call) when the
-        task is killed or ``timeout`` ends the wait.
     :param fail_on_skipped: fail the task when Maia reports the execution ``SKIPPED``.
-    """
+    (Cancelling uses Maia's pipeline termination call.)"""
+        + WAIT_ARGS_DOC
+    )
 
     template_fields: Sequence[str] = (
         "project_id",
@@ -75,13 +72,17 @@ class MaiaRunPipelineOperator(RemoteRunOperatorMixin, BaseOperator):
         wait_for_termination: bool = True,
         deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
         poll_interval: float = 10,
-        timeout: float | None = None,
+        timeout: float | None = DEFAULT_TIMEOUT,
         cancel_on_kill: bool = True,
+        defer_after: float = DEFAULT_DEFER_AFTER,
+        durable: bool = True,
         fail_on_skipped: bool = False,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
-        self._set_wait_options(wait_for_termination, deferrable, poll_interval, timeout, cancel_on_kill)
+        self._set_wait_options(
+            wait_for_termination, deferrable, poll_interval, timeout, cancel_on_kill, defer_after, durable
+        )
         self.project_id = project_id
         self.pipeline_name = pipeline_name
         self.environment_name = environment_name
@@ -124,7 +125,7 @@ class MaiaRunPipelineOperator(RemoteRunOperatorMixin, BaseOperator):
             fail_on_skipped=self.fail_on_skipped,
         )
 
-    def make_trigger(self, run: RemoteRun, end_time: float | None) -> MaiaPipelineTrigger:
+    def make_trigger(self, run: RemoteRun, wait: TriggerWait) -> MaiaPipelineTrigger:
         # Imported here: only a deferring task needs the trigger (and its import cost).
         from airflow_provider_dune.triggers.maia import MaiaPipelineTrigger
 
@@ -132,10 +133,9 @@ class MaiaRunPipelineOperator(RemoteRunOperatorMixin, BaseOperator):
             project_id=run.ids["project_id"],
             pipeline_execution_id=run.ids["pipeline_execution_id"],
             maia_conn_id=self.maia_conn_id,
-            poll_interval=self.poll_interval,
-            end_time=end_time,
             fail_on_skipped=self.fail_on_skipped,
             cancel_on_kill=self.cancel_on_kill,
+            **wait,
         )
 
     def execute_complete(self, context: Context, event: dict[str, Any]) -> str:

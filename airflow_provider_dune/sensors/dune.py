@@ -13,6 +13,7 @@ from airflow_provider_dune.runs.dune import DuneExecutionRun, DunePipelineRun
 from airflow_provider_dune.sensors.base import RemoteRunSensor
 
 if TYPE_CHECKING:
+    from airflow_provider_dune.triggers.base import TriggerWait
     from airflow_provider_dune.triggers.dune import DuneExecutionTrigger, DunePipelineTrigger
 
 
@@ -54,17 +55,16 @@ class DunePipelineSensor(RemoteRunSensor):
     def remote_run(self) -> DunePipelineRun:
         return DunePipelineRun(self.hook, self.pipeline_execution_id)
 
-    def make_trigger(self, poll_interval: float, end_time: float | None) -> DunePipelineTrigger:
+    def make_trigger(self, wait: TriggerWait) -> DunePipelineTrigger:
         # Imported here: only a deferring sensor needs the trigger (and its import cost).
         from airflow_provider_dune.triggers.dune import DunePipelineTrigger
 
         return DunePipelineTrigger(
             pipeline_execution_id=self.pipeline_execution_id,
             dune_conn_id=self.dune_conn_id,
-            poll_interval=poll_interval,
-            end_time=end_time,
             # The sensor did not start the pipeline: killing the sensor must not stop it.
             cancel_on_kill=False,
+            **wait,
         )
 
 
@@ -113,16 +113,15 @@ class DuneExecutionSensor(RemoteRunSensor):
             self.hook, str(self.execution_id), allow_partial_results=self.allow_partial_results
         )
 
-    def make_trigger(self, poll_interval: float, end_time: float | None) -> DuneExecutionTrigger:
+    def make_trigger(self, wait: TriggerWait) -> DuneExecutionTrigger:
         # Imported here: only a deferring sensor needs the trigger (and its import cost).
         from airflow_provider_dune.triggers.dune import DuneExecutionTrigger
 
         return DuneExecutionTrigger(
             execution_id=str(self.execution_id),
             dune_conn_id=self.dune_conn_id,
-            poll_interval=poll_interval,
-            end_time=end_time,
             allow_partial_results=self.allow_partial_results,
             # The sensor did not start the execution: killing it must not cancel it.
             cancel_on_kill=False,
+            **wait,
         )

@@ -15,6 +15,7 @@ from airflow_provider_dune.sensors.base import RemoteRunSensor
 if TYPE_CHECKING:
     from airflow.providers.common.compat.sdk import Context
 
+    from airflow_provider_dune.triggers.base import TriggerWait
     from airflow_provider_dune.triggers.maia import MaiaPipelineTrigger
 
 
@@ -65,7 +66,7 @@ class MaiaPipelineSensor(RemoteRunSensor):
             self.hook, self.project_id, self.pipeline_execution_id, fail_on_skipped=self.fail_on_skipped
         )
 
-    def make_trigger(self, poll_interval: float, end_time: float | None) -> MaiaPipelineTrigger:
+    def make_trigger(self, wait: TriggerWait) -> MaiaPipelineTrigger:
         # Imported here: only a deferring sensor needs the trigger (and its import cost).
         from airflow_provider_dune.triggers.maia import MaiaPipelineTrigger
 
@@ -73,11 +74,10 @@ class MaiaPipelineSensor(RemoteRunSensor):
             project_id=self.project_id,
             pipeline_execution_id=self.pipeline_execution_id,
             maia_conn_id=self.maia_conn_id,
-            poll_interval=poll_interval,
-            end_time=end_time,
             fail_on_skipped=self.fail_on_skipped,
             # The sensor did not start the execution: killing the sensor must not stop it.
             cancel_on_kill=False,
+            **wait,
         )
 
     def execute_complete(self, context: Context, event: dict[str, Any]) -> None:

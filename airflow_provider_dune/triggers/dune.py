@@ -22,6 +22,8 @@ class DunePipelineTrigger(RemoteRunTrigger):
     :param dune_conn_id: the Airflow connection holding the API key.
     :param poll_interval: seconds between status reads (stretched while Dune answers 429).
     :param end_time: epoch seconds after which the wait ends with a ``timeout`` event.
+    :param fire_not_before: epoch seconds before which the end event is held back (set by the
+        deferring task; guards an Airflow scheduler race, see docs/reliability.md).
     :param cancel_on_kill: cancel the pipeline's running nodes when a user kills the deferred
         task (mark failed/success, clear). False when the waiting task did not start it.
     """
@@ -32,9 +34,15 @@ class DunePipelineTrigger(RemoteRunTrigger):
         dune_conn_id: str = DuneHook.default_conn_name,
         poll_interval: float = 10,
         end_time: float | None = None,
+        fire_not_before: float | None = None,
         cancel_on_kill: bool = True,
     ) -> None:
-        super().__init__(poll_interval=poll_interval, end_time=end_time, cancel_on_kill=cancel_on_kill)
+        super().__init__(
+            poll_interval=poll_interval,
+            end_time=end_time,
+            cancel_on_kill=cancel_on_kill,
+            fire_not_before=fire_not_before,
+        )
         self.pipeline_execution_id = pipeline_execution_id
         self.dune_conn_id = dune_conn_id
 
@@ -44,9 +52,7 @@ class DunePipelineTrigger(RemoteRunTrigger):
             {
                 "pipeline_execution_id": self.pipeline_execution_id,
                 "dune_conn_id": self.dune_conn_id,
-                "poll_interval": self.poll_interval,
-                "end_time": self.end_time,
-                "cancel_on_kill": self.cancel_on_kill,
+                **self.wait_kwargs(),
             },
         )
 
@@ -67,6 +73,8 @@ class DuneExecutionTrigger(RemoteRunTrigger):
     :param dune_conn_id: the Airflow connection holding the API key.
     :param poll_interval: seconds between status reads (stretched while Dune answers 429).
     :param end_time: epoch seconds after which the wait ends with a ``timeout`` event.
+    :param fire_not_before: epoch seconds before which the end event is held back (set by the
+        deferring task; guards an Airflow scheduler race, see docs/reliability.md).
     :param allow_partial_results: count a truncated result (``COMPLETED_PARTIAL``) as success.
     :param cancel_on_kill: cancel the execution when a user kills the deferred task (mark
         failed/success, clear). False when the waiting task did not start it.
@@ -78,10 +86,16 @@ class DuneExecutionTrigger(RemoteRunTrigger):
         dune_conn_id: str = DuneHook.default_conn_name,
         poll_interval: float = 10,
         end_time: float | None = None,
+        fire_not_before: float | None = None,
         allow_partial_results: bool = False,
         cancel_on_kill: bool = True,
     ) -> None:
-        super().__init__(poll_interval=poll_interval, end_time=end_time, cancel_on_kill=cancel_on_kill)
+        super().__init__(
+            poll_interval=poll_interval,
+            end_time=end_time,
+            cancel_on_kill=cancel_on_kill,
+            fire_not_before=fire_not_before,
+        )
         self.execution_id = execution_id
         self.dune_conn_id = dune_conn_id
         self.allow_partial_results = allow_partial_results
@@ -92,10 +106,8 @@ class DuneExecutionTrigger(RemoteRunTrigger):
             {
                 "execution_id": self.execution_id,
                 "dune_conn_id": self.dune_conn_id,
-                "poll_interval": self.poll_interval,
-                "end_time": self.end_time,
                 "allow_partial_results": self.allow_partial_results,
-                "cancel_on_kill": self.cancel_on_kill,
+                **self.wait_kwargs(),
             },
         )
 

@@ -25,6 +25,8 @@ class MaiaPipelineTrigger(RemoteRunTrigger):
     :param maia_conn_id: the Airflow connection holding the client id and secret.
     :param poll_interval: seconds between status reads (stretched while Maia answers 429).
     :param end_time: epoch seconds after which the wait ends with a ``timeout`` event.
+    :param fire_not_before: epoch seconds before which the end event is held back (set by the
+        deferring task; guards an Airflow scheduler race, see docs/reliability.md).
     :param fail_on_skipped: end with an ``error`` event when Maia reports ``SKIPPED``.
     :param cancel_on_kill: cancel the execution when a user kills the deferred task (mark
         failed/success, clear). False when the waiting task did not start it.
@@ -37,10 +39,16 @@ class MaiaPipelineTrigger(RemoteRunTrigger):
         maia_conn_id: str = MaiaHook.default_conn_name,
         poll_interval: float = 10,
         end_time: float | None = None,
+        fire_not_before: float | None = None,
         fail_on_skipped: bool = False,
         cancel_on_kill: bool = True,
     ) -> None:
-        super().__init__(poll_interval=poll_interval, end_time=end_time, cancel_on_kill=cancel_on_kill)
+        super().__init__(
+            poll_interval=poll_interval,
+            end_time=end_time,
+            cancel_on_kill=cancel_on_kill,
+            fire_not_before=fire_not_before,
+        )
         self.project_id = project_id
         self.pipeline_execution_id = pipeline_execution_id
         self.maia_conn_id = maia_conn_id
@@ -53,10 +61,8 @@ class MaiaPipelineTrigger(RemoteRunTrigger):
                 "project_id": self.project_id,
                 "pipeline_execution_id": self.pipeline_execution_id,
                 "maia_conn_id": self.maia_conn_id,
-                "poll_interval": self.poll_interval,
-                "end_time": self.end_time,
                 "fail_on_skipped": self.fail_on_skipped,
-                "cancel_on_kill": self.cancel_on_kill,
+                **self.wait_kwargs(),
             },
         )
 

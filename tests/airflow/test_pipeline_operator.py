@@ -67,7 +67,7 @@ def test_pipeline_succeeds_and_hands_ids_downstream(threaded_dune, deferrable):
         status("executing", view(1, "completed"), node(2, "executing")),
         status("completed", view(1, "completed"), node(2, "completed")),
     )
-    result = run_operator(f"dune_ok_{deferrable}", f"query_id=5, deferrable={deferrable}")
+    result = run_operator(f"dune_ok_{deferrable}", f"query_id=5, deferrable={deferrable}, defer_after=0")
     assert result.state == "success"
     assert result.xcom("run") == "P1"
     assert result.xcom("run", "pipeline_execution_id") == "P1"
@@ -108,7 +108,7 @@ def test_failed_node_fails_the_task(threaded_dune, deferrable):
             }
         ),
     )
-    result = run_operator(f"dune_fail_{deferrable}", f"query_id=5, deferrable={deferrable}")
+    result = run_operator(f"dune_fail_{deferrable}", f"query_id=5, deferrable={deferrable}, defer_after=0")
     assert result.state == "failed"
     assert result.task_states == {"run": "failed"}
     assert result.xcom("run", "pipeline_execution_id") == "P1"
@@ -144,7 +144,7 @@ except ImportError:
 
 with DAG("{dag_id}", schedule=None, start_date=datetime.datetime(2024, 1, 1)) as dag:
     DunePipelineSensor(
-        task_id="wait", pipeline_execution_id="P1", poke_interval=0.05, deferrable={deferrable}
+        task_id="wait", pipeline_execution_id="P1", poke_interval=0.05, deferrable={deferrable}, defer_after=0
     )
 """
 
@@ -271,8 +271,11 @@ def test_deferral_carries_only_ids_and_intervals(threaded_dune):
     from airflow.providers.common.compat.sdk import TaskDeferred
 
     threaded_dune.script("POST", EXECUTE, Answer(body={"pipeline_execution_id": "P1"}))
+    threaded_dune.script("GET", STATUS, status("executing", node(1, "executing")))
     ti = FakeTI()
-    op = DuneRunPipelineOperator(task_id="t", query_id=1, deferrable=True, poll_interval=7, timeout=60)
+    op = DuneRunPipelineOperator(
+        task_id="t", query_id=1, deferrable=True, defer_after=0, poll_interval=7, timeout=60
+    )
     with pytest.raises(TaskDeferred) as deferred:
         op.execute({"ti": ti})
     assert ti.pushed["pipeline_execution_id"] == "P1"  # pushed before deferring
@@ -282,6 +285,7 @@ def test_deferral_carries_only_ids_and_intervals(threaded_dune):
         "dune_conn_id",
         "poll_interval",
         "end_time",
+        "fire_not_before",
         "cancel_on_kill",
     }
     assert kwargs["poll_interval"] == 7

@@ -6,9 +6,12 @@ import json
 
 import pytest
 
+from airflow_provider_dune.exceptions import DuneError
 from airflow_provider_dune.hooks.dune import DuneHook
+from airflow_provider_dune.hooks.retry import RetryPolicy
+from airflow_provider_dune.operators.base import RemoteRunFailed, SubmissionNotRecorded
 from airflow_provider_dune.operators.dune import DuneRunPipelineOperator
-from airflow_provider_dune.operators.resume import STORE_KEY, resume_store_for
+from airflow_provider_dune.operators.resume import MAX_VARIABLE_KEY, STORE_KEY, journal_for
 from airflow_provider_dune.triggers.dune import DunePipelineTrigger
 from tests.helpers import FakeTI
 from tests.scripted_server import Answer
@@ -56,8 +59,16 @@ def context_with(store):
     return {"ti": FakeTI(), "task_state_store": store}
 
 
+def recorded(**ids):
+    """What a try that got as far as the ids left in the store."""
+    return {STORE_KEY: {"ids": ids, "since": "2026-12-01T00:00:00+00:00"}}
+
+
+WAIT = {"poll_interval": 1.0, "end_time": None, "fire_not_before": None}
+
+
 def test_a_retry_reconnects_to_the_running_pipeline_instead_of_submitting(threaded_dune):
-    store = FakeStateStore({STORE_KEY: {"pipeline_execution_id": "OLD"}})
+    store = FakeStateStore(recorded(pipeline_execution_id="OLD"))
     threaded_dune.script(
         "GET", STATUS_OLD, status("executing", "executing"), status("completed", "completed")
     )
@@ -70,8 +81,15 @@ def test_a_retry_reconnects_to_the_running_pipeline_instead_of_submitting(thread
     assert STORE_KEY not in store.data  # forgotten once the wait ended
 
 
-def test_a_retry_after_the_pipeline_finished_returns_without_submitting(threaded_dune):
+def test_a_record_written_by_0_1_0_is_still_understood(threaded_dune):
     store = FakeStateStore({STORE_KEY: {"pipeline_execution_id": "OLD"}})
+    threaded_dune.script("GET", STATUS_OLD, status("completed", "completed"))
+    assert DuneRunPipelineOperator(task_id="t", query_id=5).execute(context_with(store)) == "OLD"
+    assert threaded_dune.calls("POST", EXECUTE) == 0
+
+
+def test_a_retry_after_the_pipeline_finished_returns_without_submitting(threaded_dune):
+    store = FakeStateStore(recorded(pipeline_execution_id="OLD"))
     threaded_dune.script("GET", STATUS_OLD, status("completed", "completed"))
     context = context_with(store)
     assert DuneRunPipelineOperator(task_id="t", query_id=5, poll_interval=0.01).execute(context) == "OLD"
@@ -81,7 +99,7 @@ def test_a_retry_after_the_pipeline_finished_returns_without_submitting(threaded
 
 
 def test_a_retry_after_a_failed_pipeline_submits_anew(threaded_dune):
-    store = FakeStateStore({STORE_KEY: {"pipeline_execution_id": "OLD"}})
+    store = FakeStateStore(recorded(pipeline_execution_id="OLD"))
     threaded_dune.script("GET", STATUS_OLD, status("failed", "failed"))
     threaded_dune.script("POST", EXECUTE, Answer(body={"pipeline_execution_id": "NEW"}))
     threaded_dune.script("GET", STATUS_NEW, status("completed", "completed"))
@@ -92,45 +110,153 @@ def test_a_retry_after_a_failed_pipeline_submits_anew(threaded_dune):
     assert threaded_dune.calls("POST", EXECUTE) == 1
 
 
-def test_the_id_is_recorded_before_waiting(threaded_dune):
+@pytest.mark.parametrize(
+    "answer",
+    [
+        Answer(503, {"error": "down"}),
+        Answer(401, {"error": "invalid API Key"}),
+        Answer(429, {"error": "slow"}),
+    ],
+    ids=["outage", "rotated key", "429 storm"],
+)
+def test_a_retry_that_cannot_read_the_earlier_run_fails_and_keeps_the_record(threaded_dune, answer):
+    store = FakeStateStore(recorded(pipeline_execution_id="OLD"))
+    threaded_dune.script("GET", STATUS_OLD, answer)
+    op = DuneRunPipelineOperator(task_id="t", query_id=5)
+    op.hook._credentials()  # read the connection first: it sets the retry policy
+    op.hook.retry_policy = RetryPolicy(max_attempts=2, base_delay=0.01)
+    with pytest.raises(RemoteRunFailed, match="may still be running, so this try does not submit another"):
+        op.execute(context_with(store))
+    assert threaded_dune.calls("POST", EXECUTE) == 0
+    assert store.data == recorded(pipeline_execution_id="OLD")
+
+
+def test_the_intent_and_then_the_id_are_recorded_before_waiting(threaded_dune):
     store = FakeStateStore()
-    threaded_dune.script("POST", EXECUTE, Answer(body={"pipeline_execution_id": "NEW"}))
     seen = []
+    threaded_dune.script("POST", EXECUTE, Answer(body={"pipeline_execution_id": "NEW"}))
     threaded_dune.script("GET", STATUS_NEW, status("completed", "completed"))
     op = DuneRunPipelineOperator(task_id="t", query_id=5, poll_interval=0.01)
-    original = op.hook.get_pipeline_status
+    execute_pipeline, get_status = op.hook.execute_pipeline, op.hook.get_pipeline_status
 
-    def recording(pid):
-        seen.append(dict(store.data))
-        return original(pid)
+    def submitting(**kwargs):
+        seen.append(("POST", dict(store.data[STORE_KEY])))
+        return execute_pipeline(**kwargs)
 
-    op.hook.get_pipeline_status = recording  # type: ignore[method-assign]
+    def reading(pid):
+        seen.append(("GET", dict(store.data[STORE_KEY])))
+        return get_status(pid)
+
+    op.hook.execute_pipeline = submitting  # type: ignore[method-assign]
+    op.hook.get_pipeline_status = reading  # type: ignore[method-assign]
     op.execute(context_with(store))
-    assert seen[0] == {STORE_KEY: {"pipeline_execution_id": "NEW"}}
+    assert seen[0][0] == "POST" and seen[0][1]["ids"] is None  # the intent, before the request
+    assert seen[1][0] == "GET" and seen[1][1]["ids"] == {"pipeline_execution_id": "NEW"}
     assert store.data == {}
 
 
-def test_without_a_task_state_store_an_airflow_variable_holds_the_id(monkeypatch):
+@pytest.mark.parametrize(
+    "lost",
+    [Answer(502, {"error": "bad gateway"}), Answer(body="not json")],
+    ids=["5xx after sending", "garbled answer"],
+)
+def test_a_submission_whose_answer_was_lost_is_never_sent_again(threaded_dune, lost):
+    store = FakeStateStore()
+    threaded_dune.script("POST", EXECUTE, lost)
+    with pytest.raises(DuneError, match="may have started"):
+        DuneRunPipelineOperator(task_id="t", query_id=5).execute(context_with(store))
+    assert store.data[STORE_KEY]["ids"] is None  # the intent stays
+    # The retry: Airflow runs the task again with the same store.
+    with pytest.raises(SubmissionNotRecorded, match="does not submit again") as refused:
+        DuneRunPipelineOperator(task_id="t", query_id=5).execute(context_with(store))
+    assert "delete the task state store key" in str(refused.value)
+    assert threaded_dune.calls("POST", EXECUTE) == 1
+
+
+def test_a_submission_refused_before_any_work_leaves_no_record(threaded_dune):
+    store = FakeStateStore()
+    threaded_dune.script("POST", EXECUTE, Answer(400, {"error": "Query 5 does not exist"}))
+    with pytest.raises(DuneError, match="does not exist"):
+        DuneRunPipelineOperator(task_id="t", query_id=5).execute(context_with(store))
+    assert store.data == {}
+
+
+def test_a_run_that_cannot_be_recorded_is_cancelled(threaded_dune):
+    class BrokenAfterIntent(FakeStateStore):
+        def set(self, key, value):
+            if value["ids"] is not None:
+                raise RuntimeError("metadata database unreachable")
+            super().set(key, value)
+
+    threaded_dune.script("POST", EXECUTE, Answer(body={"pipeline_execution_id": "NEW"}))
+    threaded_dune.script("GET", STATUS_NEW, status("executing", "executing", execution_id="E9"))
+    threaded_dune.script("POST", "/api/v1/execution/E9/cancel", Answer(body={"success": True}))
+    op = DuneRunPipelineOperator(task_id="t", query_id=5, cancel_on_kill=False)
+    with pytest.raises(RuntimeError, match="unreachable"):
+        op.execute(context_with(BrokenAfterIntent()))
+    # Cancelled even with cancel_on_kill=False: unrecorded, it would run unseen and a retry would
+    # start another.
+    assert threaded_dune.calls("POST", "/api/v1/execution/E9/cancel") == 1
+
+
+def test_durable_false_records_nothing_and_every_try_submits(threaded_dune):
+    store = FakeStateStore(recorded(pipeline_execution_id="OLD"))
+    threaded_dune.script("POST", EXECUTE, Answer(body={"pipeline_execution_id": "NEW"}))
+    threaded_dune.script("GET", STATUS_NEW, status("completed", "completed"))
+    op = DuneRunPipelineOperator(task_id="t", query_id=5, durable=False)
+    assert op.execute(context_with(store)) == "NEW"
+    assert threaded_dune.calls("GET", STATUS_OLD) == 0
+    assert store.data == recorded(pipeline_execution_id="OLD")  # untouched
+
+
+@pytest.fixture
+def variables(monkeypatch):
     from airflow.providers.common.compat import sdk
 
-    variables = {}
+    stored = {}
     monkeypatch.setattr(
         sdk.Variable,
         "get",
-        classmethod(lambda cls, k, default=None, deserialize_json=False: variables.get(k, default)),
+        classmethod(lambda cls, k, default=None, deserialize_json=False: stored.get(k, default)),
     )
-    monkeypatch.setattr(sdk.Variable, "set", classmethod(lambda cls, k, v, **kw: variables.__setitem__(k, v)))
-    monkeypatch.setattr(sdk.Variable, "delete", classmethod(lambda cls, k: variables.pop(k, None)))
+    monkeypatch.setattr(sdk.Variable, "set", classmethod(lambda cls, k, v, **kw: stored.__setitem__(k, v)))
+    monkeypatch.setattr(sdk.Variable, "delete", classmethod(lambda cls, k: stored.pop(k, None)))
+    return stored
 
+
+def test_without_a_task_state_store_an_airflow_variable_holds_the_record(variables):
     class TI(FakeTI):
         dag_id, task_id, run_id, map_index = "d", "t", "r1", 3
 
-    store = resume_store_for({"ti": TI()})
-    store.put({"pipeline_execution_id": "P"})
-    assert variables == {f"{STORE_KEY}.d.t.r1.3": {"pipeline_execution_id": "P"}}
-    assert store.get() == {"pipeline_execution_id": "P"}
-    store.forget()
+    journal = journal_for({"ti": TI()})
+    journal.started({"pipeline_execution_id": "P"})
+    (name,) = variables
+    assert name == f"{STORE_KEY}.d.t.r1.3"
+    assert variables[name]["ids"] == {"pipeline_execution_id": "P"}
+    assert journal.get().ids == {"pipeline_execution_id": "P"}
+    journal.forget()
     assert variables == {}
+
+
+def test_the_variable_name_stays_within_airflows_250_characters(variables):
+    class TI(FakeTI):
+        dag_id, task_id, run_id, map_index = "d" * 200, "t" * 200, "manual__2026-12-01T00:00:00+00:00", 12
+
+    journal_for({"ti": TI()}).submitting()
+    (name,) = variables
+    assert len(name) <= MAX_VARIABLE_KEY
+    assert name.startswith(f"{STORE_KEY}.ddd")
+    # A different task instance never lands on the same name.
+    TI.map_index = 13
+    journal_for({"ti": TI()}).submitting()
+    assert len(variables) == 2
+
+
+def test_the_sensor_trigger_never_cancels_a_pipeline_it_did_not_start(threaded_dune):
+    from airflow_provider_dune.sensors.dune import DunePipelineSensor
+
+    trigger = DunePipelineSensor(task_id="s", pipeline_execution_id="P1").make_trigger(WAIT)
+    assert trigger.cancel_on_kill is False
 
 
 async def test_killing_a_deferred_task_cancels_the_running_nodes(scripted_dune):
@@ -172,13 +298,6 @@ async def test_a_trigger_told_not_to_cancel_leaves_the_work_alone(scripted_dune)
     assert scripted_dune.requests == []
 
 
-def test_the_sensor_trigger_never_cancels_a_pipeline_it_did_not_start(threaded_dune):
-    from airflow_provider_dune.sensors.dune import DunePipelineSensor
-
-    trigger = DunePipelineSensor(task_id="s", pipeline_execution_id="P1").make_trigger(1, None)
-    assert trigger.cancel_on_kill is False
-
-
 @pytest.mark.parametrize(
     ("extras", "expected"),
     [
@@ -213,7 +332,7 @@ def test_hook_arguments_win_over_extras(monkeypatch):
 def test_a_wait_ended_by_an_unreadable_status_keeps_the_record_for_the_retry(dune_conn):
     from airflow_provider_dune.operators.base import RemoteRunFailed
 
-    store = FakeStateStore({STORE_KEY: {"pipeline_execution_id": "P1"}})
+    store = FakeStateStore(recorded(pipeline_execution_id="P1"))
     event = {
         "status": "error",
         "pipeline_execution_id": "P1",
@@ -223,13 +342,13 @@ def test_a_wait_ended_by_an_unreadable_status_keeps_the_record_for_the_retry(dun
     }
     with pytest.raises(RemoteRunFailed, match="HTTP 500"):
         DuneRunPipelineOperator(task_id="t", query_id=5).execute_complete(context_with(store), event)
-    assert store.data == {STORE_KEY: {"pipeline_execution_id": "P1"}}
+    assert store.data == recorded(pipeline_execution_id="P1")
 
 
 def test_a_wait_that_saw_the_run_fail_forgets_the_record(dune_conn):
     from airflow_provider_dune.operators.base import RemoteRunFailed
 
-    store = FakeStateStore({STORE_KEY: {"pipeline_execution_id": "P1"}})
+    store = FakeStateStore(recorded(pipeline_execution_id="P1"))
     event = {"status": "error", "pipeline_execution_id": "P1", "node_executions": [], "message": "failed"}
     with pytest.raises(RemoteRunFailed):
         DuneRunPipelineOperator(task_id="t", query_id=5).execute_complete(context_with(store), event)

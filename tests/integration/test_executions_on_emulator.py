@@ -93,7 +93,7 @@ def test_query_operator_runs_and_hands_status_downstream(dune_emulator, deferrab
         with DAG("{dag_id}", schedule=None, start_date=datetime.datetime(2024, 1, 1)) as dag:
             DuneRunQueryOperator(
                 task_id="run", query_id=1001, query_parameters={{"min_volume_usd": 0}},
-                poll_interval=0.05, deferrable={deferrable}, push_rows_to_xcom=True,
+                poll_interval=0.05, deferrable={deferrable}, defer_after=0, push_rows_to_xcom=True,
             )
         """,
         dag_id,
@@ -128,7 +128,9 @@ def test_failed_query_fails_the_task(dune_emulator, deferrable):
             from airflow import DAG
 
         with DAG("{dag_id}", schedule=None, start_date=datetime.datetime(2024, 1, 1)) as dag:
-            DuneRunQueryOperator(task_id="run", query_id=1002, poll_interval=0.05, deferrable={deferrable})
+            DuneRunQueryOperator(
+                task_id="run", query_id=1002, poll_interval=0.05, deferrable={deferrable}, defer_after=0
+            )
         """,
         dag_id,
     )
@@ -253,7 +255,8 @@ def test_execution_sensor_waits(dune_emulator, deferrable):
         with DAG("{dag_id}", schedule=None, start_date=datetime.datetime(2024, 1, 1)) as dag:
             start = DuneRunSQLOperator(task_id="start", sql="SELECT 1 AS one", wait_for_termination=False)
             wait = DuneExecutionSensor(
-                task_id="wait", execution_id=start.output, poke_interval=0.05, deferrable={deferrable}
+                task_id="wait", execution_id=start.output, poke_interval=0.05, deferrable={deferrable},
+                defer_after=0,
             )
         """,
         dag_id,
@@ -414,7 +417,7 @@ def test_refresh_view_emits_its_asset(dune_emulator, name):
 
         with DAG("{dag_id}", schedule=None, start_date=datetime.datetime(2024, 1, 1)) as dag:
             DuneRefreshMaterializedViewOperator(
-                task_id="refresh", name="{name}", poll_interval=0.05, deferrable=True
+                task_id="refresh", name="{name}", poll_interval=0.05, deferrable=True, defer_after=0
             )
         """,
         dag_id,

@@ -59,7 +59,9 @@ def test_failed_pipeline_fails_the_airflow_task(dune_emulator, deferrable):
             from airflow import DAG
 
         with DAG("{dag_id}", schedule=None, start_date=datetime.datetime(2024, 1, 1)) as dag:
-            DuneRunPipelineOperator(task_id="run", query_id=1002, poll_interval=0.05, deferrable={deferrable})
+            DuneRunPipelineOperator(
+                task_id="run", query_id=1002, poll_interval=0.05, deferrable={deferrable}, defer_after=0
+            )
         """,
         dag_id,
     )

@@ -19,7 +19,7 @@ except ImportError:
     from airflow import DAG
 
 with DAG("{dag_id}", schedule=None, start_date=datetime.datetime(2024, 1, 1)) as dag:
-    DuneRunPipelineOperator(task_id="ok", query_id=1001, poll_interval=0.05, deferrable=True)
+    DuneRunPipelineOperator(task_id="ok", query_id=1001, poll_interval=0.05, deferrable=True, defer_after=0)
     DuneRunPipelineOperator(task_id="broken", query_id=1002, poll_interval=0.05, deferrable=False)
 """
 
@@ -44,6 +44,8 @@ def test_the_deferred_trigger_row_holds_no_key(dune_emulator):
     from airflow.providers.common.compat.sdk import TaskDeferred
 
     with pytest.raises(TaskDeferred) as deferred:
-        DuneRunPipelineOperator(task_id="t", query_id=1001, deferrable=True).execute({"ti": FakeTI()})
+        DuneRunPipelineOperator(task_id="t", query_id=1001, deferrable=True, defer_after=0).execute(
+            {"ti": FakeTI()}
+        )
     classpath, kwargs = deferred.value.trigger.serialize()
     assert KEY not in repr(kwargs) + repr(deferred.value.trigger) + classpath

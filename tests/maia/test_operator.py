@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 from airflow.providers.common.compat.sdk import TaskDeferred
 
@@ -19,6 +21,9 @@ def operator(**kwargs) -> MaiaRunPipelineOperator:
     kwargs.setdefault("project_id", "3fa85f64-5717-4562-b3fc-2c963f66afa6")
     kwargs.setdefault("environment_name", "Dev")
     return MaiaRunPipelineOperator(task_id="run", poll_interval=0.05, **kwargs)
+
+
+WAIT = {"poll_interval": 1.0, "end_time": None, "fire_not_before": None}
 
 
 def test_worker_wait_pushes_ids_and_status(maia_emulator):
@@ -53,7 +58,9 @@ def test_start_errors_carry_maia_violations(maia_emulator):
 
 
 def test_deferral_hands_the_trigger_ids_only(maia_emulator):
-    op = operator(pipeline_name="load-orders", deferrable=True, timeout=60, fail_on_skipped=True)
+    op = operator(
+        pipeline_name="load-orders", deferrable=True, defer_after=0, timeout=60, fail_on_skipped=True
+    )
     ti = FakeTI()
     with pytest.raises(TaskDeferred) as deferred:
         op.execute({"ti": ti})
@@ -65,6 +72,20 @@ def test_deferral_hands_the_trigger_ids_only(maia_emulator):
     assert kwargs["fail_on_skipped"] is True and kwargs["end_time"] is not None
     assert CLIENT_SECRET not in repr(kwargs)
     assert deferred.value.method_name == "execute_complete"
+
+
+def test_a_long_run_defers_with_the_event_hold_through_the_shared_base(maia_emulator, monkeypatch):
+    monkeypatch.setenv("AIRFLOW__DUNE__DEFERRAL_EVENT_HOLD", "7")
+    op = operator(
+        project_id=maia_emulator.maia_project_id,
+        pipeline_name="load-orders",
+        scalar_variables={"emulator_seconds": "30"},
+        deferrable=True,
+        defer_after=0.2,
+    )
+    with pytest.raises(TaskDeferred) as deferred:
+        op.execute({"ti": FakeTI()})
+    assert deferred.value.trigger.fire_not_before == pytest.approx(time.time() + 7, abs=2)
 
 
 def test_execute_complete_turns_events_into_results(maia_conn):
@@ -122,7 +143,7 @@ def test_sensor_pokes_until_the_end(maia_emulator):
         MaiaPipelineSensor(
             task_id="w", project_id=maia_emulator.maia_project_id, pipeline_execution_id=failed_pid
         ).poke({"ti": FakeTI()})
-    assert sensor.make_trigger(1, None).cancel_on_kill is False
+    assert sensor.make_trigger(WAIT).cancel_on_kill is False
 
 
 # ------------------------------------------------------------------ real Airflow runs (dag.test)
@@ -145,6 +166,7 @@ with DAG("{dag_id}", schedule=None, start_date=datetime.datetime(2024, 1, 1)) as
         scalar_variables={{"run_date": "{{{{ ds }}}}"}},
         poll_interval=0.05,
         deferrable={deferrable},
+        defer_after=0,
     )
     start = MaiaRunPipelineOperator(
         task_id="start",
@@ -159,6 +181,7 @@ with DAG("{dag_id}", schedule=None, start_date=datetime.datetime(2024, 1, 1)) as
         pipeline_execution_id=start.output["pipeline_execution_id"],
         poke_interval=0.05,
         deferrable={deferrable},
+        defer_after=0,
     )
     start >> wait
 """

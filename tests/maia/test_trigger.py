@@ -38,6 +38,7 @@ def test_serialize_round_trips_and_holds_no_secret(maia_conn):
         "maia_conn_id": "my_maia",
         "poll_interval": 3,
         "end_time": 12.0,
+        "fire_not_before": None,
         "fail_on_skipped": False,
         "cancel_on_kill": True,
     }

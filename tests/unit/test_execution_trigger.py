@@ -29,6 +29,7 @@ def test_serialize_round_trips_and_holds_no_secret():
         "dune_conn_id": "d",
         "poll_interval": 2,
         "end_time": 9.0,
+        "fire_not_before": None,
         "allow_partial_results": True,
         "cancel_on_kill": True,
     }

@@ -38,3 +38,18 @@ def test_every_declared_module_imports():
         for entry in info[kind]:
             for module in entry["python-modules"]:
                 importlib.import_module(module)
+
+
+def test_the_event_hold_is_a_documented_airflow_setting(monkeypatch):
+    from airflow.providers_manager import ProvidersManager
+
+    from airflow_provider_dune.operators.deferral import DEFAULT_EVENT_HOLD, event_hold_seconds
+
+    configs = dict(ProvidersManager().provider_configs)
+    option = configs["airflow-provider-dune"]["dune"]["options"]["deferral_event_hold"]
+    assert float(option["default"]) == DEFAULT_EVENT_HOLD
+    assert "71580" in option["description"]
+    monkeypatch.setenv("AIRFLOW__DUNE__DEFERRAL_EVENT_HOLD", "3.5")
+    assert event_hold_seconds() == 3.5
+    monkeypatch.delenv("AIRFLOW__DUNE__DEFERRAL_EVENT_HOLD")
+    assert event_hold_seconds() == DEFAULT_EVENT_HOLD

@@ -34,7 +34,9 @@ async def collect(trigger):
 
 
 def test_serialize_round_trips_and_holds_no_secret():
-    trigger = DunePipelineTrigger("P1", dune_conn_id="my_dune", poll_interval=3, end_time=123.0)
+    trigger = DunePipelineTrigger(
+        "P1", dune_conn_id="my_dune", poll_interval=3, end_time=123.0, fire_not_before=100.0
+    )
     classpath, kwargs = trigger.serialize()
     assert classpath == "airflow_provider_dune.triggers.dune.DunePipelineTrigger"
     assert kwargs == {
@@ -42,6 +44,7 @@ def test_serialize_round_trips_and_holds_no_secret():
         "dune_conn_id": "my_dune",
         "poll_interval": 3,
         "end_time": 123.0,
+        "fire_not_before": 100.0,
         "cancel_on_kill": True,
     }
     assert TEST_API_KEY not in repr(trigger)

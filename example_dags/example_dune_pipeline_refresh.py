@@ -2,7 +2,8 @@
 Scheduled refresh: every day, run a Dune query and every materialized view it reads.
 
 ``DuneRunPipelineOperator(query_id=...)`` lets Dune work out the pipeline from the query's
-lineage. The task defers while the pipeline runs, so it holds no worker slot; the
+lineage. A pipeline still running after ``defer_after`` seconds (5) is waited for in the
+triggerer, so the task holds no worker slot meanwhile; the
 triggerer polls Dune. Downstream tasks get the pipeline id and every node's execution id
 from XCom.
 

@@ -45,6 +45,8 @@ def main() -> int:
         AIRFLOW_HOME=str(home),
         AIRFLOW__CORE__DAGS_FOLDER=str(REPO / "example_dags"),
         AIRFLOW__CORE__LOAD_EXAMPLES="False",
+        # `dags test` runs the trigger inline, with no scheduler to race against: no event hold.
+        AIRFLOW__DUNE__DEFERRAL_EVENT_HOLD="0",
     )
     emulator = None
     api_key = os.environ.get("DUNE_API_KEY", "").strip()
@@ -54,7 +56,8 @@ def main() -> int:
     else:
         from airflow_provider_dune.emulator import DuneEmulator
 
-        emulator = DuneEmulator(execution_seconds=1.0).start()
+        # 4 s a node: the 2-node pipeline outlasts defer_after (5 s), so the task really defers.
+        emulator = DuneEmulator(execution_seconds=4.0).start()
         print(f"No DUNE_API_KEY: started the local Dune emulator at {emulator.base_url}")
         env["AIRFLOW_CONN_DUNE_DEFAULT"] = emulator.airflow_conn_json()
     os.environ["AIRFLOW_CONN_DUNE_DEFAULT"] = env["AIRFLOW_CONN_DUNE_DEFAULT"]

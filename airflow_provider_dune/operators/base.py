@@ -14,7 +14,7 @@ from abc import abstractmethod
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from airflow_provider_dune.exceptions import DuneConfigurationError, DuneError
+from airflow_provider_dune.exceptions import DuneError
 from airflow_provider_dune.operators.resume import ResumeStore, resume_store_for
 from airflow_provider_dune.runs.base import (
     RemoteRun,
@@ -25,6 +25,7 @@ from airflow_provider_dune.runs.base import (
     wait_for_run,
 )
 from airflow_provider_dune.runs.outcome import RunOutcome
+from airflow_provider_dune.validation import optional_positive_seconds, positive_seconds
 
 if TYPE_CHECKING:
     from airflow.providers.common.compat.sdk import Context
@@ -80,10 +81,8 @@ class RemoteRunOperatorMixin:
         cancel_on_kill: bool,
     ) -> None:
         """Check and keep how the operator waits for the run it starts."""
-        if poll_interval <= 0:
-            raise DuneConfigurationError(f"poll_interval must be positive, got {poll_interval}.")
-        if timeout is not None and timeout <= 0:
-            raise DuneConfigurationError(f"timeout must be positive seconds or None, got {timeout}.")
+        poll_interval = positive_seconds(poll_interval, "poll_interval")
+        timeout = optional_positive_seconds(timeout, "timeout")
         self.wait_for_termination = wait_for_termination
         self.deferrable = deferrable
         self.poll_interval = poll_interval

@@ -11,6 +11,7 @@ from airflow.providers.common.compat.sdk import AirflowSensorTimeout, BaseSensor
 
 from airflow_provider_dune.operators.base import finish_wait
 from airflow_provider_dune.runs.base import RemoteRun, final_event
+from airflow_provider_dune.validation import positive_seconds
 
 if TYPE_CHECKING:
     from airflow.providers.common.compat.sdk import Context
@@ -32,6 +33,12 @@ class RemoteRunSensor(BaseSensorOperator):
     """
 
     deferrable: bool
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        # Airflow refuses negative values only: NaN and infinity pass its check and never end a wait.
+        positive_seconds(self.poke_interval, "poke_interval")
+        positive_seconds(self.timeout, "timeout")
 
     @abstractmethod
     def remote_run(self) -> RemoteRun: ...

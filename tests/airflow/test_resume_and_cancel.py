@@ -190,7 +190,7 @@ def test_the_sensor_trigger_never_cancels_a_pipeline_it_did_not_start(threaded_d
 def test_retry_settings_come_from_connection_extras(monkeypatch, extras, expected):
     monkeypatch.setenv(
         "AIRFLOW_CONN_DUNE_DEFAULT",
-        json.dumps({"conn_type": "dune", "password": "k", "host": "http://h/api", "extra": extras}),
+        json.dumps({"conn_type": "dune", "password": "k", "host": "https://h/api", "extra": extras}),
     )
     hook = DuneHook()
     hook._credentials()
@@ -202,7 +202,7 @@ def test_hook_arguments_win_over_extras(monkeypatch):
     monkeypatch.setenv(
         "AIRFLOW_CONN_DUNE_DEFAULT",
         json.dumps(
-            {"conn_type": "dune", "password": "k", "host": "http://h/api", "extra": {"retry_limit": 9}}
+            {"conn_type": "dune", "password": "k", "host": "https://h/api", "extra": {"retry_limit": 9}}
         ),
     )
     hook = DuneHook(retry_limit=2)

@@ -22,7 +22,7 @@ REPO_ROOT = Path(__file__).parents[1]
 
 # A key no test or log could contain by chance: tests scan for it to prove it never leaks.
 TEST_API_KEY = "dune-test-key-7f3a9c21e5"
-TEST_BASE_URL = "http://dune.test/api"
+TEST_BASE_URL = "https://dune.test/api"
 
 
 @pytest.fixture

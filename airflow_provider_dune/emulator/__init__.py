@@ -34,6 +34,8 @@ fault is applied relative to the work a POST starts.
 
 This module imports nothing heavy: the pytest plugin loads it in every test session of anyone
 who installs the package, so the server (aiohttp, DuckDB) is imported on first attribute use.
+Without the ``emulator`` extra that import raises :class:`EmulatorNotInstalled`, which says
+what to install.
 """
 
 from __future__ import annotations
@@ -46,7 +48,16 @@ if TYPE_CHECKING:
     from airflow_provider_dune.emulator.request_log import RequestLog, RequestLogEntry
     from airflow_provider_dune.emulator.server import DuneEmulator
 
-__all__ = ["DuneEmulator", "FaultConfig", "RequestLog", "RequestLogEntry"]
+__all__ = ["DuneEmulator", "EmulatorNotInstalled", "FaultConfig", "RequestLog", "RequestLogEntry"]
+
+# What the server needs beyond the provider's own dependencies, and what each is for.
+EXTRA_MODULES = {"duckdb": "runs the SQL", "yaml": "reads query catalogs (package pyyaml)"}
+EXTRA_HINT = "pip install 'airflow-provider-dune[emulator]'"
+
+
+class EmulatorNotInstalled(ImportError):
+    """The emulator's optional dependencies (the ``emulator`` extra) are not installed."""
+
 
 _EXPORTS = {
     "DuneEmulator": "airflow_provider_dune.emulator.server",
@@ -60,4 +71,12 @@ def __getattr__(name: str) -> Any:
     module = _EXPORTS.get(name)
     if module is None:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(import_module(module), name)
+    try:
+        return getattr(import_module(module), name)
+    except ModuleNotFoundError as exc:
+        if exc.name not in EXTRA_MODULES:
+            raise
+        raise EmulatorNotInstalled(
+            f"The Dune emulator needs {exc.name}, which {EXTRA_MODULES[exc.name]}, and it is not "
+            f"installed. Install the emulator extra: {EXTRA_HINT}"
+        ) from exc

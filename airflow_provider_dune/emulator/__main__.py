@@ -5,18 +5,33 @@ from __future__ import annotations
 import argparse
 import logging
 import signal
+import sys
 import threading
 from collections.abc import Sequence
 
+from airflow_provider_dune import emulator as package
 from airflow_provider_dune.emulator.faults import FaultConfig
-from airflow_provider_dune.emulator.server import DEFAULT_API_KEY, DuneEmulator
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="dune-emulator", description="Serve a local Dune API emulator.")
-    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument(
+        "--host", default="127.0.0.1", help="interface to bind (loopback unless --allow-remote)"
+    )
+    parser.add_argument(
+        "--allow-remote",
+        action="store_true",
+        help="allow a --host other than loopback: anyone who reaches it and learns the key can run SQL",
+    )
+    parser.add_argument(
+        "--allowed-host",
+        action="append",
+        default=[],
+        help="a host name clients use to reach it (e.g. a container name), besides its own addresses",
+    )
     parser.add_argument("--port", type=int, default=8089, help="0 picks a free port")
-    parser.add_argument("--api-key", default=DEFAULT_API_KEY, help="value expected in X-Dune-Api-Key")
+    parser.add_argument("--api-key", help="value expected in X-Dune-Api-Key (default: a random key, printed)")
+    parser.add_argument("--maia-client-secret", help="Maia client secret (default: random, printed)")
     parser.add_argument(
         "--catalog", help="YAML catalog of queries and materialized views (default: built-in)"
     )
@@ -25,6 +40,18 @@ def build_parser() -> argparse.ArgumentParser:
         "--execution-seconds", type=float, default=0.5, help="simulated duration per execution"
     )
     parser.add_argument("--max-result-rows", type=int, help="truncate bigger results (COMPLETED_PARTIAL)")
+    limits = parser.add_argument_group("limits")
+    limits.add_argument("--sql-memory-limit", default="1GB", help="DuckDB's memory cap")
+    limits.add_argument("--sql-timeout-seconds", type=float, default=30.0, help="interrupt longer SQL")
+    limits.add_argument(
+        "--max-executions", type=int, default=10_000, help="forget the oldest finished runs past this many"
+    )
+    limits.add_argument(
+        "--max-result-bytes",
+        type=int,
+        default=256 * 1024 * 1024,
+        help="expire the oldest results past this many bytes",
+    )
     faults = parser.add_argument_group("fault injection (disjoint shares of matching requests)")
     faults.add_argument("--fault-429", type=float, default=0.0, help="share of 429 without Retry-After")
     faults.add_argument(
@@ -62,28 +89,47 @@ def faults_from_args(args: argparse.Namespace) -> FaultConfig | None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         faults = faults_from_args(args)
     except ValueError as exc:
-        build_parser().error(str(exc))
-    emulator = DuneEmulator(
-        api_key=args.api_key,
-        catalog=args.catalog,
-        execution_seconds=args.execution_seconds,
-        faults=faults,
-        port=args.port,
-        host=args.host,
-        team=args.team,
-        max_result_rows=args.max_result_rows,
-    )
+        parser.error(str(exc))
+    try:
+        emulator_class = package.DuneEmulator
+    except package.EmulatorNotInstalled as exc:
+        print(f"dune-emulator: {exc}", file=sys.stderr)
+        return 2
+    try:
+        emulator = emulator_class(
+            api_key=args.api_key,
+            catalog=args.catalog,
+            execution_seconds=args.execution_seconds,
+            faults=faults,
+            port=args.port,
+            host=args.host,
+            team=args.team,
+            max_result_rows=args.max_result_rows,
+            maia_client_secret=args.maia_client_secret,
+            allow_remote=args.allow_remote,
+            allowed_hosts=args.allowed_host,
+            sql_memory_limit=args.sql_memory_limit,
+            sql_timeout_seconds=args.sql_timeout_seconds,
+            max_executions=args.max_executions,
+            max_result_bytes=args.max_result_bytes,
+        )
+    except ValueError as exc:
+        parser.error(str(exc))
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())
     emulator.start()
     print(f"Dune API emulator serving at {emulator.base_url}", flush=True)
     print(f"export AIRFLOW_CONN_DUNE_DEFAULT='{emulator.airflow_conn_json()}'", flush=True)
+    print(f"export AIRFLOW_CONN_MAIA_DEFAULT='{emulator.maia_airflow_conn_json()}'", flush=True)
+    if args.api_key is None:
+        print(f"API key (random, this run only; --api-key sets one): {emulator.api_key}", flush=True)
     try:
         while not stop.wait(0.5):
             pass

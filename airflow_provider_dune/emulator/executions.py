@@ -1,6 +1,10 @@
 """Query executions: their lifecycle (pending -> executing -> terminal), status and cancel.
 
 All mutation happens on the server's event loop; SQL runs in the engine's worker threads.
+
+What is kept is bounded: past ``max_executions`` the oldest finished executions are forgotten
+(404 from then on), and past ``max_result_bytes`` of stored results the oldest results are
+dropped and their executions read ``QUERY_STATE_EXPIRED``, as a Dune result does after 90 days.
 """
 
 from __future__ import annotations
@@ -9,6 +13,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections import OrderedDict, deque
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any
@@ -135,13 +140,26 @@ def _share(info: ResultInfo, rows: int) -> int:
 
 class ExecutionService:
     def __init__(
-        self, engine: SqlEngine, execution_seconds: float, max_result_rows: int | None = None
+        self,
+        engine: SqlEngine,
+        execution_seconds: float,
+        max_result_rows: int | None = None,
+        *,
+        max_executions: int = 10_000,
+        max_result_bytes: int = 256 * 1024 * 1024,
     ) -> None:
         self.engine = engine
         self.execution_seconds = execution_seconds
         self.max_result_rows = max_result_rows
+        self.max_executions = max_executions
+        self.max_result_bytes = max_result_bytes
         self.executions: dict[str, Execution] = {}
         self._tasks: set[asyncio.Task[None]] = set()
+        # Finished executions, in the order they finished: the first to forget.
+        self._finished: deque[str] = deque()
+        # Executions whose result table is kept, oldest first, with its result_set_bytes.
+        self._results: OrderedDict[str, int] = OrderedDict()
+        self._result_bytes = 0
 
     def get(self, execution_id: str) -> Execution | None:
         return self.executions.get(execution_id)
@@ -202,6 +220,37 @@ class ExecutionService:
                 await task
 
     async def _run(self, execution: Execution) -> None:
+        await self._execute(execution)
+        self._finished.append(execution.execution_id)
+        await self._enforce_bounds(execution)
+
+    async def _enforce_bounds(self, finished: Execution) -> None:
+        """Keep ``finished``'s result, then drop the oldest results and executions past the bounds."""
+        if finished.result is not None and finished.state in RESULT_STATES:
+            self._results[finished.execution_id] = finished.result.result_set_bytes
+            self._result_bytes += finished.result.result_set_bytes
+        dropped: list[Execution] = []
+        # The newest result is always kept, however big: it was just asked for.
+        while self._result_bytes > self.max_result_bytes and len(self._results) > 1:
+            execution_id = next(iter(self._results))
+            execution = self.executions[execution_id]
+            if execution.state in RESULT_STATES:
+                execution.state = EXPIRED
+            dropped.append(execution)
+            self._forget_result(execution_id)
+        while len(self.executions) > self.max_executions and self._finished:
+            execution = self.executions.pop(self._finished.popleft())
+            if execution.execution_id in self._results:
+                dropped.append(execution)
+                self._forget_result(execution.execution_id)
+        for execution in dropped:
+            assert execution.result is not None
+            await self.engine.call(self.engine.drop_result, execution.result.table)
+
+    def _forget_result(self, execution_id: str) -> None:
+        self._result_bytes -= self._results.pop(execution_id)
+
+    async def _execute(self, execution: Execution) -> None:
         pending_seconds = execution.duration * PENDING_SHARE
         await asyncio.sleep(pending_seconds)
         if execution.state == CANCELED:
@@ -211,8 +260,8 @@ class ExecutionService:
         began = time.monotonic()
         table = f"r_{execution.execution_id}"
         try:
-            outcome = await self.engine.call(
-                self.engine.run_to_table, execution.sql, table, execution.job, self.max_result_rows
+            outcome = await self.engine.call_capped(
+                execution.job, self.engine.run_to_table, execution.sql, table, self.max_result_rows
             )
         except QueryInterrupted:
             return

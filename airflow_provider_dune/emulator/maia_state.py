@@ -17,6 +17,10 @@ anything else              RUNNING, then SUCCESS
 A run takes ``execution_seconds``, or the ``emulator_seconds`` scalar variable when given.
 A cancel (``forceUpdate: false``) shows CANCELLING for ``cancel_seconds``, then CANCELLED;
 ``forceUpdate: true`` cancels at once. Everything runs on the server's one event loop.
+
+Bounded like the Dune side: past ``max_executions`` the oldest finished runs are forgotten,
+expired tokens are dropped, and at most ``MAX_TOKENS`` tokens are valid at once (the oldest
+goes first).
 """
 
 from __future__ import annotations
@@ -29,8 +33,12 @@ from typing import Any
 
 from aiohttp import web
 
+from airflow_provider_dune.emulator.bounds import forget_oldest_finished
+
 DEFAULT_CLIENT_ID = "maia-emulator-client"
+# The emulator's default secret is random (server.py); this one is for a MaiaService made alone.
 DEFAULT_CLIENT_SECRET = "maia-emulator-secret"
+MAX_TOKENS = 1000
 # The example project id of Maia's own API guide.
 DEFAULT_PROJECT_ID = "3fa85f64-5717-4562-b3fc-2c963f66afa6"
 DEFAULT_ENVIRONMENTS = ("Dev", "Prod")
@@ -87,15 +95,24 @@ class MaiaService:
     projects: dict[str, tuple[str, ...]] = field(
         default_factory=lambda: {DEFAULT_PROJECT_ID: DEFAULT_ENVIRONMENTS}
     )
+    max_executions: int = 10_000
     executions: dict[str, MaiaExecution] = field(default_factory=dict)
+    # Token -> when it expires, in the order issued.
     tokens: dict[str, float] = field(default_factory=dict)
     tokens_issued: int = 0
 
     # -- tokens -------------------------------------------------------------------------------
 
     def issue_token(self) -> str:
+        now = time.monotonic()
+        # Issued in order with one lifetime, so the oldest token is also the first to expire.
+        while self.tokens:
+            oldest = next(iter(self.tokens))
+            if self.tokens[oldest] > now and len(self.tokens) < MAX_TOKENS:
+                break
+            del self.tokens[oldest]
         token = "maia-emulated-" + secrets.token_urlsafe(24)
-        self.tokens[token] = time.monotonic() + self.token_seconds
+        self.tokens[token] = now + self.token_seconds
         self.tokens_issued += 1
         return token
 
@@ -148,6 +165,9 @@ class MaiaService:
             raise MaiaProblem(
                 400, "Invalid pipeline execution request", ("emulator_seconds: not a number",)
             ) from None
+        forget_oldest_finished(
+            self.executions, self.max_executions - 1, lambda run: self.status_of(run) in TERMINAL
+        )
         execution = MaiaExecution(
             id=str(uuid.uuid4()),
             project_id=project_id,

@@ -1,5 +1,6 @@
 """Per-request plumbing in the order a real API applies it: auth, then faults, then the handler,
-with every ``/api/`` request recorded in the request log.
+with every ``/api/`` request recorded in the request log. Before all of it, a request that
+names a foreign ``Host`` or comes from another origin's web page is refused (``host_check``).
 
 The Maia endpoints (``/dpc/``, ``/oauth/``) go through the same steps with Maia's bearer auth
 and Maia's error format (``application/problem+json``)."""
@@ -39,6 +40,9 @@ class _Dropped(Exception):
 async def emulator_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     path = request.path
     maia = path.startswith(routes_maia.MAIA_PREFIXES)
+    refusal = state_of(request).hosts.refusal(request.headers)
+    if refusal is not None:
+        return (routes_maia.problem_response if maia else error_response)(403, refusal)
     if not path.startswith(API_PREFIX) and not maia:
         if path.startswith(ADMIN_PREFIX) and path != HEALTH_PATH and not _authorized(request):
             return error_response(401, "invalid API Key")

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from airflow_provider_dune.emulator import executions as states
+from airflow_provider_dune.emulator.bounds import forget_oldest_finished
 from airflow_provider_dune.emulator.catalog import Catalog
 from airflow_provider_dune.emulator.executions import Execution, ExecutionService
 from airflow_provider_dune.emulator.ids import new_ulid
@@ -115,9 +116,11 @@ def render_nodes(catalog: Catalog, specs: list[NodeSpec]) -> list[NodeRun]:
 
 
 class PipelineService:
-    def __init__(self, executions: ExecutionService, catalog: Catalog) -> None:
+    def __init__(self, executions: ExecutionService, catalog: Catalog, max_pipelines: int = 10_000) -> None:
         self.executions = executions
         self.catalog = catalog
+        # Past this many pipeline runs, the oldest finished ones are forgotten (404 from then on).
+        self.max_pipelines = max_pipelines
         self.pipelines: dict[str, PipelineRun] = {}
         self._tasks: set[asyncio.Task[None]] = set()
 
@@ -125,6 +128,7 @@ class PipelineService:
         return self.pipelines.get(pipeline_execution_id)
 
     def start(self, nodes: list[NodeRun]) -> PipelineRun:
+        forget_oldest_finished(self.pipelines, self.max_pipelines - 1, lambda old: old.finished.is_set())
         run = PipelineRun(new_ulid(), nodes)
         self.pipelines[run.pipeline_execution_id] = run
         task = asyncio.get_running_loop().create_task(self._run(run))

@@ -16,11 +16,15 @@ from aiohttp import web
 
 from airflow_provider_dune.emulator.executions import COMPLETED_PARTIAL, Execution
 from airflow_provider_dune.emulator.http_support import ApiError, query_int
-from airflow_provider_dune.emulator.sql_engine import Page, SqlEngine
+from airflow_provider_dune.emulator.sql_engine import Page, SqlEngine, SqlJob
 
 # Without ``limit`` Dune returns everything up to a size cap; this row cap plays that role and
 # keeps an unpaged request for a million-row result from building one giant response.
 DEFAULT_PAGE_ROWS = 100_000
+# The most rows one page holds, whatever ``limit`` (or ``sample_count``) asks: a page is built
+# in memory, so a limit of a billion must not mean a billion rows. The page then says where the
+# next one starts, as any page does.
+MAX_PAGE_ROWS = 250_000
 
 
 @dataclass(frozen=True)
@@ -50,20 +54,22 @@ def parse_page_request(request: web.Request, execution: Execution) -> PageReques
     unknown = [name for name in columns or [] if name not in known]
     if unknown:
         raise ApiError(400, f"unknown columns: {', '.join(unknown)}")
+    sample_count = query_int(request, "sample_count", None, minimum=1)
     return PageRequest(
-        limit=limit or DEFAULT_PAGE_ROWS,
+        limit=min(limit or DEFAULT_PAGE_ROWS, MAX_PAGE_ROWS),
         offset=offset or 0,
         columns=columns,
         filters=request.query.get("filters") or None,
         sort_by=request.query.get("sort_by") or None,
-        sample_count=query_int(request, "sample_count", None, minimum=1),
+        sample_count=None if sample_count is None else min(sample_count, MAX_PAGE_ROWS),
     )
 
 
 async def fetch_page(engine: SqlEngine, execution: Execution, page: PageRequest) -> Page:
     assert execution.result is not None
     try:
-        return await engine.call(
+        return await engine.call_capped(
+            SqlJob(),
             engine.page,
             execution.result.table,
             page.columns,
@@ -82,11 +88,12 @@ def next_offset(page: PageRequest, result: Page) -> int | None:
     return following if following < result.total_row_count and result.rows else None
 
 
-def next_uri(request: web.Request, offset: int) -> str:
-    # Keep the caller's paging options, never an api_key, and point at the following page.
+def next_uri(request: web.Request, origin: str, offset: int) -> str:
+    """The following page on the emulator's own address (``origin``), never the request's Host
+    header, keeping the caller's paging options but never an api_key."""
     params = {key: value for key, value in request.query.items() if key not in ("api_key", "offset")}
     params["offset"] = str(offset)
-    return str(request.url.with_query(None)) + "?" + urlencode(params)
+    return origin + request.rel_url.raw_path + "?" + urlencode(params)
 
 
 def json_value(value: Any) -> Any:

@@ -91,7 +91,7 @@ async def execution_results(request: web.Request) -> web.Response:
     page = parse_page_request(request, execution)
     result = await fetch_page(state.engine, execution, page)
     following = next_offset(page, result)
-    uri = next_uri(request, following) if following is not None else None
+    uri = next_uri(request, state.origin, following) if following is not None else None
     body = await state.engine.call(json_page_body, execution, result, following, uri)
     return web.Response(body=body, content_type="application/json")
 
@@ -106,7 +106,10 @@ async def execution_results_csv(request: web.Request) -> web.Response:
     following = next_offset(page, result)
     headers = {}
     if following is not None:
-        headers = {"X-Dune-Next-Offset": str(following), "X-Dune-Next-Uri": next_uri(request, following)}
+        headers = {
+            "X-Dune-Next-Offset": str(following),
+            "X-Dune-Next-Uri": next_uri(request, state.origin, following),
+        }
     body = await state.engine.call(csv_page_body, result)
     return web.Response(body=body, content_type="text/csv", headers=headers)
 

@@ -2,15 +2,23 @@
 
 The aiohttp server runs on its own event loop in a background thread, so synchronous code
 (``requests``, an Airflow task, a pytest test) can talk to it over real HTTP.
+
+It runs SQL for whoever holds its key, on a machine that often holds real secrets, so it is a
+sandbox: a random key and Maia secret unless given, loopback only unless ``allow_remote``,
+locked-down DuckDB (``sql_engine``), foreign Host headers and cross-origin browser requests
+refused (``host_check``), and bounded memory: finished executions, pipelines and results past
+``max_executions`` / ``max_result_bytes`` are dropped, oldest first.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import logging
+import secrets
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from concurrent.futures import Future
 from pathlib import Path
 from types import TracebackType
@@ -22,19 +30,27 @@ from airflow_provider_dune.emulator.app import build_app
 from airflow_provider_dune.emulator.catalog import Catalog
 from airflow_provider_dune.emulator.executions import ExecutionService
 from airflow_provider_dune.emulator.faults import FaultConfig, FaultInjector
+from airflow_provider_dune.emulator.host_check import AllowedHosts
 from airflow_provider_dune.emulator.maia_state import (
     DEFAULT_CLIENT_ID,
-    DEFAULT_CLIENT_SECRET,
     DEFAULT_PROJECT_ID,
     MaiaService,
 )
 from airflow_provider_dune.emulator.pipelines import PipelineService
 from airflow_provider_dune.emulator.request_log import RequestLog
 from airflow_provider_dune.emulator.routes_maia import MAIA_TOKEN_PATH
-from airflow_provider_dune.emulator.sql_engine import SqlEngine
+from airflow_provider_dune.emulator.sql_engine import (
+    DEFAULT_MEMORY_LIMIT,
+    DEFAULT_STATEMENT_SECONDS,
+    SqlEngine,
+)
 from airflow_provider_dune.emulator.state import EmulatorState
+from airflow_provider_dune.validation import is_loopback
 
-DEFAULT_API_KEY = "dune-emulator-key"
+log = logging.getLogger(__name__)
+# Enough for any test run or demo; a long-running emulator under load forgets the oldest.
+DEFAULT_MAX_EXECUTIONS = 10_000
+DEFAULT_MAX_RESULT_BYTES = 256 * 1024 * 1024
 _T = TypeVar("_T")
 FaultRules = FaultConfig | list[FaultConfig] | tuple[FaultConfig, ...] | None
 
@@ -44,7 +60,7 @@ class DuneEmulator:
 
     def __init__(
         self,
-        api_key: str = DEFAULT_API_KEY,
+        api_key: str | None = None,
         catalog: str | Path | Mapping[str, Any] | None = None,
         execution_seconds: float = 0.5,
         faults: FaultRules = None,
@@ -54,20 +70,47 @@ class DuneEmulator:
         max_result_rows: int | None = None,
         request_log_size: int = 100_000,
         maia_client_id: str = DEFAULT_CLIENT_ID,
-        maia_client_secret: str = DEFAULT_CLIENT_SECRET,
+        maia_client_secret: str | None = None,
         maia_execution_seconds: float | None = None,
         maia_token_seconds: int = 1800,
+        *,
+        allow_remote: bool = False,
+        allowed_hosts: Iterable[str] = (),
+        sql_memory_limit: str = DEFAULT_MEMORY_LIMIT,
+        sql_timeout_seconds: float = DEFAULT_STATEMENT_SECONDS,
+        max_executions: int = DEFAULT_MAX_EXECUTIONS,
+        max_result_bytes: int = DEFAULT_MAX_RESULT_BYTES,
     ) -> None:
         if execution_seconds < 0:
             raise ValueError("execution_seconds must be >= 0")
+        if not sql_timeout_seconds > 0 or max_executions < 1 or max_result_bytes < 1:
+            raise ValueError("sql_timeout_seconds, max_executions and max_result_bytes must be positive")
+        if not is_loopback(host):
+            if not allow_remote:
+                raise ValueError(
+                    f"host {host!r} is not a loopback address: anyone who can reach it and learns the key "
+                    "could run SQL on this machine. Bind 127.0.0.1, or pass allow_remote=True "
+                    "(--allow-remote) if you mean it."
+                )
+            log.warning(
+                "The Dune emulator will listen on %s, reachable from other machines: keep its key secret.",
+                host,
+            )
         # The Maia side of the emulator (see maia_state); its runs last as long as Dune's by default.
         self._maia = MaiaService(
             client_id=maia_client_id,
-            client_secret=maia_client_secret,
+            client_secret=maia_client_secret or _random_secret("maia-emulator-secret-"),
             execution_seconds=execution_seconds if maia_execution_seconds is None else maia_execution_seconds,
             token_seconds=maia_token_seconds,
+            max_executions=max_executions,
         )
-        self._api_key = api_key
+        # A well-known default would let any page or process that guesses it use the emulator.
+        self._api_key = api_key or _random_secret("dune-emulator-key-")
+        self._hosts = AllowedHosts(host, allowed_hosts)
+        self._sql_memory_limit = sql_memory_limit
+        self._sql_timeout_seconds = sql_timeout_seconds
+        self._max_executions = max_executions
+        self._max_result_bytes = max_result_bytes
         self._catalog_source = catalog
         self._team = team
         self._execution_seconds = execution_seconds
@@ -141,16 +184,25 @@ class DuneEmulator:
 
     async def _startup(self) -> None:
         catalog = Catalog.load(self._catalog_source, self._team)
-        engine = SqlEngine(catalog.team)
-        executions = ExecutionService(engine, self._execution_seconds, self._max_result_rows)
+        engine = SqlEngine(
+            catalog.team, memory_limit=self._sql_memory_limit, statement_seconds=self._sql_timeout_seconds
+        )
+        executions = ExecutionService(
+            engine,
+            self._execution_seconds,
+            self._max_result_rows,
+            max_executions=self._max_executions,
+            max_result_bytes=self._max_result_bytes,
+        )
         state = EmulatorState(
             api_key=self._api_key,
             catalog=catalog,
             engine=engine,
             executions=executions,
-            pipelines=PipelineService(executions, catalog),
+            pipelines=PipelineService(executions, catalog, max_pipelines=self._max_executions),
             faults=self._faults,
             request_log=self._request_log,
+            hosts=self._hosts,
         )
         try:
             state.materialize_catalog_views()
@@ -164,6 +216,7 @@ class DuneEmulator:
             raise
         self._port = int(runner.addresses[0][1])
         self._state, self._runner = state, runner
+        state.origin = self.url
 
     async def _shutdown(self) -> None:
         state, runner = self._state, self._runner
@@ -186,7 +239,8 @@ class DuneEmulator:
 
     @property
     def url(self) -> str:
-        return f"http://{self._host}:{self.port}"
+        host = f"[{self._host}]" if ":" in self._host else self._host
+        return f"http://{host}:{self.port}"
 
     @property
     def base_url(self) -> str:
@@ -408,3 +462,7 @@ class DuneEmulator:
     def __repr__(self) -> str:
         where = self.url if self._port is not None else "not running"
         return f"DuneEmulator({where})"
+
+
+def _random_secret(prefix: str) -> str:
+    return prefix + secrets.token_hex(16)

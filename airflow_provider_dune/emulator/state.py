@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from aiohttp import web
 
 from airflow_provider_dune.emulator.catalog import Catalog, CatalogError
 from airflow_provider_dune.emulator.executions import ExecutionService
 from airflow_provider_dune.emulator.faults import FaultInjector
+from airflow_provider_dune.emulator.host_check import AllowedHosts
 from airflow_provider_dune.emulator.ids import new_ulid
 from airflow_provider_dune.emulator.pipelines import PipelineService
 from airflow_provider_dune.emulator.request_log import RequestLog
@@ -27,6 +28,10 @@ class EmulatorState:
     pipelines: PipelineService
     faults: FaultInjector
     request_log: RequestLog
+    # Who may call: the names a request's Host (and a browser's Origin) may carry.
+    hosts: AllowedHosts = field(default_factory=lambda: AllowedHosts("127.0.0.1"))
+    # http://<bound host>:<port>, once serving: what next_uri is built from (never the Host header).
+    origin: str = ""
 
     def materialize_catalog_views(self) -> None:
         """Blocking, before serving: views exist on Dune before anyone refreshes them, so a query

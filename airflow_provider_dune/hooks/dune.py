@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from functools import partial
 from typing import Any, TypeVar
-from urllib.parse import parse_qsl, urljoin, urlsplit
+from urllib.parse import parse_qsl, unquote, urljoin, urlsplit
 
 from airflow.providers.common.compat.sdk import mask_secret
 
@@ -29,7 +29,11 @@ from airflow_provider_dune.hooks.http import (
     HttpServiceHook,
     Reply,
     Retryable,
+    allows_plain_http,
+    check_transport_security,
     path_id,
+    redact_url,
+    unusable_answer,
 )
 from airflow_provider_dune.hooks.http import close_shared_async_session as close_shared_async_session
 from airflow_provider_dune.hooks.http import shared_async_session as shared_async_session
@@ -50,6 +54,7 @@ from airflow_provider_dune.models.dune import (
     parse_view_refresh,
 )
 from airflow_provider_dune.models.pipeline_spec import build_pipeline_request, check_performance
+from airflow_provider_dune.validation import log_safe, positive_count, positive_seconds
 
 DEFAULT_BASE_URL = "https://api.dune.com/api"
 # Each can be set in the connection's extras (JSON) or as a hook argument.
@@ -70,7 +75,7 @@ class _Credentials:
     key: str
 
     def __repr__(self) -> str:  # never print the key, even in a debugger or a traceback
-        return f"_Credentials(base_url={self.base_url!r}, key=***)"
+        return f"_Credentials(base_url={redact_url(self.base_url)!r}, key=***)"
 
 
 ParsedT = TypeVar("ParsedT")
@@ -81,7 +86,15 @@ _NEXT_URI_HEADER = "X-Dune-Next-Uri"
 
 
 def _error_text(body: bytes, content_type: str) -> str:
-    """Dune's ``{"error": ...}`` message, or a short, safe description of whatever came back."""
+    """Dune's ``{"error": ...}`` message, or a short, safe description of whatever came back.
+
+    Escaped for the log: an error text is written by the server, and a newline in it would
+    start a line that looks like the task's own.
+    """
+    return log_safe(_raw_error_text(body, content_type))
+
+
+def _raw_error_text(body: bytes, content_type: str) -> str:
     if not body.strip():
         return "empty response body"
     try:
@@ -114,7 +127,8 @@ class DuneHook(HttpServiceHook[_Credentials]):
 
     The connection's password is the API key. Its host, when set, is the full base URL
     (default ``https://api.dune.com/api``), so the same DAG runs against the local emulator
-    with ``host=http://127.0.0.1:8089/api``.
+    with ``host=http://127.0.0.1:8089/api``. Plain ``http`` is accepted for loopback hosts
+    only, unless the extras say ``"allow_plain_http": true``; redirects are never followed.
 
     :param dune_conn_id: the Airflow connection holding the key.
     :param timeout: seconds allowed for each HTTP call.
@@ -156,19 +170,15 @@ class DuneHook(HttpServiceHook[_Credentials]):
     def _apply_settings(self, extras: Mapping[str, Any]) -> None:
         settings = dict(DEFAULT_SETTINGS)
         for name in settings:
-            value = self._overrides[name] if self._overrides[name] is not None else extras.get(name)
+            value = self._overrides[name]
+            where = name
+            if value is None:
+                value = extras.get(name)
+                where = f"{name} (in the extras of connection {self.dune_conn_id!r})"
             if value is None:
                 continue
-            try:
-                number = float(value)
-            except (TypeError, ValueError):
-                raise DuneConfigurationError(
-                    f"The connection {self.dune_conn_id!r} sets {name}={value!r} in its extras; "
-                    "it must be a number."
-                ) from None
-            if number < 0 or (name in ("timeout", "retry_limit") and number <= 0):
-                raise DuneConfigurationError(f"{name} must be positive, got {value!r}.")
-            settings[name] = number
+            check = positive_count if name == "retry_limit" else positive_seconds
+            settings[name] = check(value, where)
         self.timeout = settings["timeout"]
         self.retry_policy = RetryPolicy(
             max_attempts=int(settings["retry_limit"]),
@@ -215,7 +225,8 @@ class DuneHook(HttpServiceHook[_Credentials]):
         parts = urlsplit(base_url)
         if parts.scheme not in ("http", "https") or not parts.netloc:
             raise DuneConfigurationError(
-                f"The connection {self.dune_conn_id!r} has host {host!r}, which is not an http(s) base URL. "
+                f"The connection {self.dune_conn_id!r} has host {redact_url(host)!r}, which is not an "
+                "http(s) base URL. "
                 f"Leave it empty for Dune ({DEFAULT_BASE_URL}) or give the full URL, e.g. "
                 "http://127.0.0.1:8089/api for the local emulator."
             )
@@ -224,6 +235,7 @@ class DuneHook(HttpServiceHook[_Credentials]):
                 f"The connection {self.dune_conn_id!r} has a base URL with a query string; remove it "
                 "(the API key belongs in the password, never in a URL)."
             )
+        check_transport_security(base_url, "host", self.dune_conn_id, allows_plain_http(extras))
         return _Credentials(base_url=base_url.rstrip("/"), key=key)
 
     def _missing_connection(self) -> DuneConfigurationError:
@@ -376,6 +388,9 @@ class DuneHook(HttpServiceHook[_Credentials]):
 
     def get_result_page(self, execution_id: str, *, limit: int = 1000, offset: int = 0) -> ResultPage:
         """One page of an execution's result rows (JSON), ``limit`` rows from ``offset``."""
+        positive_count(limit, "limit")
+        if isinstance(offset, bool) or not isinstance(offset, int) or offset < 0:
+            raise DuneConfigurationError(f"offset must be a whole number of rows, 0 or more, got {offset!r}.")
         payload = self._request(
             "GET",
             f"/v1/execution/{_path_id(execution_id)}/results",
@@ -498,16 +513,22 @@ class DuneHook(HttpServiceHook[_Credentials]):
     def _next_page(
         self, path: str, params: dict[str, Any], next_offset: int | None, next_uri: str | None
     ) -> tuple[str, dict[str, Any]]:
+        """The request for the page after ``params``. It must start further on: a server that
+        names the same page again (or an earlier one) would otherwise be read forever."""
+        offset = _offset_of(params)
         if next_uri:
             followed = _same_origin(self._credentials().base_url, next_uri)
-            if followed is not None:
+            if followed is None:
+                self.log.warning(
+                    "Dune's next_uri points away from the connection's base URL; paging by offset instead."
+                )
+            elif _offset_of(followed[1]) > offset:
                 return followed
-            self.log.warning(
-                "Dune's next_uri points away from the connection's base URL; paging by offset instead."
-            )
-        if next_offset is None or next_offset <= int(params.get("offset", 0)):
+        if next_offset is None or next_offset <= offset:
             raise DuneResponseError(
-                f"Dune's results page for {path} names no usable next page (next_offset={next_offset})."
+                f"Dune's results page for {path} at offset {offset} names no next page that starts "
+                f"further on (next_offset={next_offset}, next_uri={log_safe(str(next_uri))!r}); stopped "
+                "paging instead of reading the same rows again."
             )
         return path, {**params, "offset": next_offset}
 
@@ -625,6 +646,12 @@ def _interpret(reply: Reply, method: str, path: str, starts_work: bool) -> Any:
             may_have_started=starts_work and reply.status >= 500,
         )
         raise Retryable(error, reply)
+    unusable = unusable_answer(reply)
+    if unusable is not None:
+        # Not retried: the same request would be redirected, or answered as big, again.
+        raise DuneApiError(
+            reply.status, unusable, method=method, path=path, may_have_started=starts_work and reply.truncated
+        )
     try:
         return _decode_json(reply.body, method, path)
     except DuneResponseError as exc:
@@ -657,7 +684,7 @@ class _StatusReader:
         self.parsed: Any = None
 
     def __call__(self, reply: Reply) -> Any:
-        if reply.status == 200 and reply.body == self.body:
+        if reply.status == 200 and reply.body == self.body and not reply.truncated:
             return self.parsed
         parsed = self.parse(self.item_id, _interpret(reply, "GET", self.path, False))
         self.body, self.parsed = reply.body, parsed
@@ -674,7 +701,7 @@ def _extras(conn: Any, extras: Any) -> Mapping[str, Any]:
 
 def _check_raw(reply: Reply, method: str, path: str, starts_work: bool) -> Reply:
     """A good reply as it came (CSV pages); errors go through :func:`_interpret`'s rules."""
-    if reply.status is None or reply.status >= 400:
+    if reply.status is None or reply.status >= 300 or reply.truncated:
         _interpret(reply, method, path, starts_work)  # always raises for these
     return reply
 
@@ -708,12 +735,23 @@ def _same_origin(base_url: str, uri: str) -> tuple[str, dict[str, Any]] | None:
     """
     base, target = urlsplit(base_url), urlsplit(urljoin(base_url + "/", uri))
     prefix = base.path.rstrip("/")
-    if (target.scheme, target.netloc) != (base.scheme, base.netloc) or not target.path.startswith(
-        prefix + "/"
+    if (
+        (target.scheme, target.netloc) != (base.scheme, base.netloc)
+        or not target.path.startswith(prefix + "/")
+        # An encoded dot segment (%2e%2e) survives urljoin; a server may resolve it out of the prefix.
+        or any(segment in (".", "..") for segment in unquote(target.path).split("/"))
     ):
         return None
     params = {k: v for k, v in parse_qsl(target.query, keep_blank_values=True) if k != "api_key"}
     return target.path[len(prefix) :], params
+
+
+def _offset_of(params: Mapping[str, Any]) -> int:
+    """The ``offset`` of a results request; -1 when absent or not a whole number."""
+    try:
+        return int(params.get("offset", -1))
+    except (TypeError, ValueError):
+        return -1
 
 
 def _opt_int_header(value: str | None) -> int | None:

@@ -11,6 +11,11 @@ reads an answer (an ``interpret(reply)`` callback that returns the decoded body 
 :class:`Retryable` / the service's own errors) and the error it raises when the retries run
 out (:meth:`~HttpServiceHook._gave_up`). The one :class:`~airflow_provider_dune.hooks.retry.RetryPolicy`
 decides what is tried again.
+
+Credentials go only where the connection points: redirects are never followed (a 3xx is an
+error naming its target), plain ``http`` is refused for any host but loopback unless the
+connection says ``allow_plain_http``, ids are checked before they become path segments, and
+a URL's ``user:password@`` never appears in a message. Bodies are read up to a cap.
 """
 
 from __future__ import annotations
@@ -18,18 +23,19 @@ from __future__ import annotations
 import asyncio
 import time
 import weakref
-from collections.abc import Callable, Collection, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
-from urllib.parse import urlsplit
+from urllib.parse import SplitResult, urlsplit
 
 from airflow.providers.common.compat.sdk import AirflowNotFoundException, BaseHook
 
 from airflow_provider_dune import __version__
 from airflow_provider_dune.exceptions import DuneConfigurationError
 from airflow_provider_dune.hooks.retry import RetryPolicy, parse_retry_after
+from airflow_provider_dune.validation import is_loopback
 
 if TYPE_CHECKING:
     # Imported where they are used: together they cost ~250 ms, paid by every DAG file that
@@ -40,6 +46,13 @@ if TYPE_CHECKING:
 USER_AGENT = f"airflow-provider-dune/{__version__}"
 # Connections kept open per triggerer event loop, whatever the number of triggers.
 ASYNC_POOL_SIZE = 32
+# The most of a good answer that is read: far above any results page (32,000 rows), far below
+# what would take a worker down. Past it the call fails instead of filling memory.
+MAX_RESPONSE_BYTES = 256 * 1024 * 1024
+# Of an error answer only the start is read: the message is in the first few hundred bytes,
+# and a 100 MB error page must not cost 100 MB to report.
+MAX_ERROR_BODY_BYTES = 64 * 1024
+_READ_CHUNK = 64 * 1024
 
 CredsT = TypeVar("CredsT")
 
@@ -57,6 +70,10 @@ class Reply:
     transport_error: str = ""
     # Only the response headers the caller asked to keep (e.g. paging), never the whole set.
     headers: Mapping[str, str] = field(default_factory=dict)
+    # The body was cut at the read cap (MAX_RESPONSE_BYTES, or MAX_ERROR_BODY_BYTES for an error).
+    truncated: bool = False
+    # For a 3xx: where the server wanted the request to go (credentials stripped), never followed.
+    location: str = ""
 
 
 _NO_HEADERS: Mapping[str, str] = MappingProxyType({})
@@ -100,7 +117,13 @@ async def close_shared_async_session() -> None:
         await session.close()
 
 
-def _reply(status: int, body: bytes, headers: Mapping[str, str], keep_headers: Collection[str]) -> Reply:
+def _reply(
+    status: int,
+    body: bytes,
+    truncated: bool,
+    headers: Mapping[str, str],
+    keep_headers: Collection[str],
+) -> Reply:
     """The reply of an attempt that got a response (``headers`` are case-insensitive)."""
     return Reply(
         status,
@@ -111,12 +134,109 @@ def _reply(status: int, body: bytes, headers: Mapping[str, str], keep_headers: C
         headers={name: headers[name] for name in keep_headers if name in headers}
         if keep_headers
         else _NO_HEADERS,
+        truncated=truncated,
+        location=redact_url(headers.get("Location", "")) if 300 <= status < 400 else "",
     )
+
+
+def body_cap(status: int) -> int:
+    return MAX_RESPONSE_BYTES if status < 300 else MAX_ERROR_BODY_BYTES
+
+
+def declared_within(headers: Mapping[str, str], cap: int) -> bool:
+    """Whether the body is known to fit in ``cap`` before reading it: an uncompressed body (a
+    compressed one may grow when decoded) whose ``Content-Length`` is at most ``cap``. Such a
+    body is read in one go; any other is read in chunks, counting."""
+    if headers.get("Content-Encoding", "identity").lower() != "identity":
+        return False
+    try:
+        return int(headers["Content-Length"]) <= cap
+    except (KeyError, ValueError):
+        return False
+
+
+def read_capped(chunks: Iterable[bytes], cap: int) -> tuple[bytes, bool]:
+    """At most ``cap`` bytes of a streamed body, and whether there was more (not read)."""
+    kept: list[bytes] = []
+    size = 0
+    for chunk in chunks:
+        if size + len(chunk) > cap:
+            kept.append(chunk[: cap - size])
+            return b"".join(kept), True
+        kept.append(chunk)
+        size += len(chunk)
+    return b"".join(kept), False
+
+
+async def _aread_capped(stream: aiohttp.StreamReader, cap: int) -> tuple[bytes, bool]:
+    """The async twin of :func:`read_capped`."""
+    kept = bytearray()
+    while True:
+        chunk = await stream.read(_READ_CHUNK)
+        if not chunk:
+            return bytes(kept), False
+        if len(kept) + len(chunk) > cap:
+            kept += chunk[: cap - len(kept)]
+            return bytes(kept), True
+        kept += chunk
+
+
+def unusable_answer(reply: Reply) -> str | None:
+    """Why a reply below 400 cannot be taken as the answer (a redirect, a body over the cap),
+    phrased to follow "<service> API <method> <path> ..."; ``None`` when it can."""
+    status = reply.status or 0
+    if 300 <= status < 400:
+        target = reply.location or "no Location"
+        return (
+            f"answered HTTP {status}, a redirect to {target}. Redirects are never followed, so that "
+            "credentials go only to the configured URL: point the connection at the final URL."
+        )
+    if reply.truncated:
+        return (
+            f"answered with more than {MAX_RESPONSE_BYTES // (1024 * 1024)} MiB; it was not read "
+            "further. Ask for less at a time (a smaller page_size, fewer columns)."
+        )
+    return None
+
+
+def redact_url(url: str) -> str:
+    """``url`` without a ``user:password@`` part, for messages and events."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "<unparseable URL>"
+    if "@" not in parts.netloc:
+        return url
+    return parts._replace(netloc=_netloc(parts)).geturl()
+
+
+def _netloc(parts: SplitResult) -> str:
+    """Host and port, without a ``user:password@``."""
+    return parts.netloc.rpartition("@")[2]
+
+
+def check_transport_security(url: str, setting: str, conn_id: str, allow_plain_http: bool) -> None:
+    """Refuse a plain ``http`` URL to anything but loopback, unless the connection allows it."""
+    parts = urlsplit(url)
+    if parts.scheme != "http" or allow_plain_http or is_loopback(parts.hostname):
+        return
+    raise DuneConfigurationError(
+        f"The connection {conn_id!r} has {setting} {redact_url(url)!r}: plain http would send the "
+        f"credentials unencrypted to {parts.hostname}. Use https, or, if you mean it (a private "
+        'network), set "allow_plain_http": true in the connection\'s extras. Only loopback hosts '
+        "(127.0.0.1, localhost, ::1), such as the local emulator, are allowed http without it."
+    )
+
+
+def allows_plain_http(extras: Mapping[str, Any]) -> bool:
+    """The ``allow_plain_http`` extra: JSON ``true`` or the text ``"true"``, nothing else."""
+    value = extras.get("allow_plain_http")
+    return value is True or (isinstance(value, str) and value.strip().lower() == "true")
 
 
 def transport_failure(exc: BaseException, connect_phase: bool, url: str) -> Reply:
     """The reply of an attempt that got no response; ``connect_phase``: nothing was sent."""
-    host = urlsplit(url).netloc
+    host = _netloc(urlsplit(url))
     if connect_phase:
         text = f"could not connect to {host} ({type(exc).__name__})"
     else:
@@ -156,11 +276,19 @@ def requests_connect_phase(exc: requests.RequestException) -> bool:
 _PATH_UNSAFE = frozenset("/?#%\\ ")
 
 
-def path_id(value: str, service: str) -> str:
-    """An id placed in a URL path: refuse anything that would change the path."""
-    text = str(value).strip()
-    if not text or not _PATH_UNSAFE.isdisjoint(text) or not text.isprintable():
-        raise DuneConfigurationError(f"{value!r} is not a valid {service} id.")
+def path_id(value: Any, service: str) -> str:
+    """An id placed in one URL path segment: refuse anything that could change the path.
+
+    A ``/``, ``\\``, ``?``, ``#`` or ``%`` would split, end or re-encode the segment, and a
+    segment of dots (``.``, ``..``) is resolved away by URL normalisation, so that
+    ``delete_materialized_view("..")`` would send ``DELETE /api/v1/``.
+    """
+    text = "" if value is None or isinstance(value, bool) else str(value).strip()
+    if not text or not _PATH_UNSAFE.isdisjoint(text) or not text.isprintable() or not text.strip("."):
+        raise DuneConfigurationError(
+            f"{value!r} is not a valid {service} id: an id must not be empty, be only dots, or "
+            "contain / \\ ? # % or spaces."
+        )
     return text
 
 
@@ -277,7 +405,11 @@ class HttpServiceHook(BaseHook, Generic[CredsT]):
         form: Mapping[str, str] | None = None,
         keep_headers: Collection[str] = (),
     ) -> Reply:
-        """One attempt; never raises for a failed connection (the reply says what happened)."""
+        """One attempt; never raises for a failed connection (the reply says what happened).
+
+        Redirects are not followed (``requests`` would re-send every header, the key included,
+        to wherever a 3xx points), and the body is read up to :func:`body_cap`.
+        """
         import requests
 
         try:
@@ -289,12 +421,25 @@ class HttpServiceHook(BaseHook, Generic[CredsT]):
                 params=params,
                 headers=headers,
                 timeout=self.timeout,
+                allow_redirects=False,
+                stream=True,
             )
         except (requests.ConnectionError, requests.Timeout) as exc:
             # A failure while connecting never reached the server; a later one might have.
             connect_phase = requests_connect_phase(exc)
             return transport_failure(exc, connect_phase, url)
-        return _reply(resp.status_code, resp.content, resp.headers, keep_headers)
+        try:
+            cap = body_cap(resp.status_code)
+            if declared_within(resp.headers, cap):
+                body, truncated = resp.content, False
+            else:
+                body, truncated = read_capped(resp.iter_content(_READ_CHUNK), cap)
+        except requests.RequestException as exc:
+            return transport_failure(exc, False, url)
+        finally:
+            # Returns the connection to the pool when the body was read whole, else drops it.
+            resp.close()
+        return _reply(resp.status_code, body, truncated, resp.headers, keep_headers)
 
     def _call(
         self,
@@ -345,8 +490,14 @@ class HttpServiceHook(BaseHook, Generic[CredsT]):
                 params=params,
                 headers=headers,
                 timeout=self._aiohttp_timeout(),
+                allow_redirects=False,
             ) as resp:
-                return _reply(resp.status, await resp.read(), resp.headers, keep_headers)
+                cap = body_cap(resp.status)
+                if declared_within(resp.headers, cap):
+                    body, truncated = await resp.read(), False
+                else:
+                    body, truncated = await _aread_capped(resp.content, cap)
+                return _reply(resp.status, body, truncated, resp.headers, keep_headers)
         except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
             connect_phase = isinstance(exc, (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError))
             return transport_failure(exc, connect_phase, url)

@@ -42,13 +42,18 @@ from airflow_provider_dune.hooks.http import (
     HttpServiceHook,
     Reply,
     Retryable,
+    allows_plain_http,
+    check_transport_security,
     path_id,
+    redact_url,
+    unusable_answer,
 )
 
 if TYPE_CHECKING:
     import requests
 from airflow_provider_dune.hooks.retry import RetryPolicy
 from airflow_provider_dune.models.maia import MaiaPipelineStatus, parse_pipeline_status, parse_problem
+from airflow_provider_dune.validation import log_safe, positive_count, positive_seconds
 
 REGIONS = ("eu1", "us1")
 DEFAULT_REGION = "eu1"
@@ -59,6 +64,8 @@ DEFAULT_AUDIENCE = "https://api.matillion.com"
 # call never leaves with a token that dies in flight; at most a tenth of a short lifetime.
 REFRESH_MARGIN_SECONDS = 60.0
 DEFAULT_TOKEN_SECONDS = 1800.0
+# A token is kept at most this long, whatever expires_in says: a 401 fetches a new one anyway.
+MAX_TOKEN_SECONDS = 86400.0
 
 
 def _now() -> float:
@@ -78,8 +85,8 @@ class MaiaCredentials:
 
     def __repr__(self) -> str:  # never print the secret, even in a debugger or a traceback
         return (
-            f"MaiaCredentials(base_url={self.base_url!r}, token_url={self.token_url!r}, "
-            f"client_id={self.client_id!r}, client_secret=***)"
+            f"MaiaCredentials(base_url={redact_url(self.base_url)!r}, "
+            f"token_url={redact_url(self.token_url)!r}, client_id={self.client_id!r}, client_secret=***)"
         )
 
     @property
@@ -152,7 +159,8 @@ class MaiaHook(HttpServiceHook[MaiaCredentials]):
     The connection (type ``maia``): login = API client id, password = client secret, and in
     the extras either ``region`` (``eu1``, the default, or ``us1``) or ``base_url`` and
     ``token_url``, which override the region's URLs (e.g. to reach the local emulator).
-    ``audience`` can be overridden too (default ``https://api.matillion.com``).
+    ``audience`` can be overridden too (default ``https://api.matillion.com``). Plain ``http``
+    URLs are accepted for loopback hosts only, unless ``allow_plain_http`` is ``true``.
 
     :param maia_conn_id: the Airflow connection holding the client id and secret.
     :param timeout: seconds allowed for each HTTP call.
@@ -177,9 +185,11 @@ class MaiaHook(HttpServiceHook[MaiaCredentials]):
     ) -> None:
         super().__init__()
         self.maia_conn_id = maia_conn_id
-        self.timeout = timeout
+        self.timeout = positive_seconds(timeout, "timeout")
         self.retry_policy = RetryPolicy(
-            max_attempts=retry_limit, base_delay=retry_delay, max_total_seconds=retry_max_seconds
+            max_attempts=positive_count(retry_limit, "retry_limit"),
+            base_delay=positive_seconds(retry_delay, "retry_delay"),
+            max_total_seconds=positive_seconds(retry_max_seconds, "retry_max_seconds"),
         )
         self._creds = None
         self._session = None
@@ -242,9 +252,10 @@ class MaiaHook(HttpServiceHook[MaiaCredentials]):
             parts = urlsplit(url)
             if parts.scheme not in ("http", "https") or not parts.netloc or parts.query:
                 raise DuneConfigurationError(
-                    f"The connection {self.maia_conn_id!r} has {name} {url!r}; it must be an http(s) "
-                    "URL without a query string."
+                    f"The connection {self.maia_conn_id!r} has {name} {redact_url(url)!r}; it must be an "
+                    "http(s) URL without a query string."
                 )
+            check_transport_security(url, name, self.maia_conn_id, allows_plain_http(extras))
         audience = str(extras.get("audience") or DEFAULT_AUDIENCE).strip()
         return MaiaCredentials(base_url.rstrip("/"), token_url, client_id, secret, audience)
 
@@ -285,12 +296,24 @@ class MaiaHook(HttpServiceHook[MaiaCredentials]):
         if not isinstance(value, str) or not value:
             raise MaiaResponseError("Maia's token endpoint answered without an access_token.")
         mask_secret(value)
-        try:
-            expires_in = float(payload.get("expires_in") or DEFAULT_TOKEN_SECONDS)
-        except (TypeError, ValueError):
-            expires_in = DEFAULT_TOKEN_SECONDS
-        tokens.put(creds.cache_key, value, expires_in)
+        tokens.put(creds.cache_key, value, self._token_lifetime(payload.get("expires_in")))
         return value
+
+    def _token_lifetime(self, expires_in: Any) -> float:
+        """Seconds to keep a token: Maia's ``expires_in``, or the documented 30 minutes when it is
+        missing or not a positive, finite number (NaN would never be fresh, inf never stale)."""
+        if expires_in is None:
+            return DEFAULT_TOKEN_SECONDS
+        try:
+            seconds = positive_seconds(expires_in, "expires_in")
+        except DuneConfigurationError:
+            self.log.warning(
+                "Maia's token answer has expires_in=%s; keeping the token for the documented %.0f s.",
+                log_safe(repr(expires_in)[:40]),
+                DEFAULT_TOKEN_SECONDS,
+            )
+            return DEFAULT_TOKEN_SECONDS
+        return min(seconds, MAX_TOKEN_SECONDS)
 
     def _token(self, creds: MaiaCredentials) -> str:
         cached = tokens.get(creds.cache_key)
@@ -394,6 +417,9 @@ class MaiaHook(HttpServiceHook[MaiaCredentials]):
         certainly did not start it (429, or no connection made).
         """
         path = f"/v1/projects/{_path_id(project_id)}/pipeline-executions"
+        for name, argument in (("pipeline_name", pipeline_name), ("environment_name", environment_name)):
+            if not isinstance(argument, str) or not argument.strip():
+                raise DuneConfigurationError(f"{name} must be a non-empty string, got {argument!r}.")
         body: dict[str, Any] = {"pipelineName": pipeline_name, "environmentName": environment_name}
         if scalar_variables:
             body["scalarVariables"] = dict(scalar_variables)
@@ -475,6 +501,16 @@ def _interpret(reply: Reply, method: str, path: str, starts_work: bool) -> Any:
             may_have_started=starts_work and reply.status >= 500,
         )
         raise Retryable(error, reply)
+    unusable = unusable_answer(reply)
+    if unusable is not None:
+        # Not retried: the same request would be redirected, or answered as big, again.
+        raise MaiaApiError(
+            reply.status,
+            unusable,
+            method=method,
+            path=path,
+            may_have_started=starts_work and reply.truncated,
+        )
     try:
         return json.loads(reply.body)
     except ValueError:
@@ -504,6 +540,8 @@ def _status_path(project_id: str, pipeline_execution_id: str) -> str:
 
 
 def _cancel_body(force: bool) -> dict[str, Any]:
+    if not isinstance(force, bool):
+        raise DuneConfigurationError(f"force must be True or False, got {force!r}.")
     return {"status": "CANCELLED", "forceUpdate": force}
 
 

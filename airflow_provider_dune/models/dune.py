@@ -19,6 +19,7 @@ from typing import Any, Literal, TypedDict
 
 from airflow_provider_dune.exceptions import DuneConfigurationError, DuneResponseError
 from airflow_provider_dune.runs.outcome import RunOutcome, unknown_states
+from airflow_provider_dune.validation import log_safe
 
 NodeType = Literal["query", "materialized_view"]
 
@@ -328,9 +329,11 @@ def _require_mapping(payload: Any, what: str) -> Mapping[str, Any]:
 
 
 def _opt_str(value: Any) -> str | None:
+    """A text field of Dune's answer, escaped for the log: names, states and errors end up in
+    task log lines, and a newline sent by the server would start a line that looks like ours."""
     if value is None or value == "":
         return None
-    return value if isinstance(value, str) else str(value)
+    return log_safe(value if isinstance(value, str) else str(value))
 
 
 def _opt_int(value: Any) -> int | None:
@@ -420,7 +423,7 @@ def parse_execution_status(execution_id: str, payload: Any) -> ExecutionStatus:
             column=_opt_int(meta.get("column")),
         )
     elif raw_error:
-        error = ExecutionError(type=None, message=str(raw_error))
+        error = ExecutionError(type=None, message=log_safe(str(raw_error)))
     metadata = body.get("result_metadata")
     finished = body.get("is_execution_finished")
     return ExecutionStatus(

@@ -26,6 +26,7 @@ from typing import Any
 
 from airflow_provider_dune.exceptions import MaiaResponseError
 from airflow_provider_dune.runs.outcome import RunOutcome, unknown_states
+from airflow_provider_dune.validation import log_safe
 
 SUCCESS = "SUCCESS"
 SKIPPED = "SKIPPED"
@@ -100,7 +101,7 @@ def parse_pipeline_status(project_id: str, pipeline_execution_id: str, payload: 
             f"Maia's status answer for pipeline execution {pipeline_execution_id} has no 'status': "
             f"{str(payload)[:200]}"
         )
-    return MaiaPipelineStatus(project_id, pipeline_execution_id, status)
+    return MaiaPipelineStatus(project_id, pipeline_execution_id, log_safe(status))
 
 
 @dataclass(frozen=True)
@@ -118,7 +119,11 @@ _MAX_TEXT = 300
 
 
 def parse_problem(body: bytes, content_type: str = "") -> ProblemDetail:
-    """What an error body says, whatever came back: problem+json, OAuth JSON, HTML or text."""
+    """What an error body says, whatever came back: problem+json, OAuth JSON, HTML or text.
+
+    Every text is escaped for the log (:func:`~airflow_provider_dune.validation.log_safe`):
+    the server wrote it, and a newline in it would start a line that looks like the task's own.
+    """
     if not body.strip():
         return ProblemDetail(title="empty response body")
     try:
@@ -138,15 +143,17 @@ def parse_problem(body: bytes, content_type: str = "") -> ProblemDetail:
         )
         if problem.title or problem.detail or problem.violations:
             return problem
-        return ProblemDetail(title=f"unexpected JSON body: {body[:_MAX_TEXT].decode(errors='replace')}")
+        return ProblemDetail(
+            title=log_safe(f"unexpected JSON body: {body[:_MAX_TEXT].decode(errors='replace')}")
+        )
     if "html" in content_type or body.lstrip()[:1] == b"<":
         return ProblemDetail(
             title="an HTML page instead of JSON (a proxy or gateway error, or a wrong base URL)"
         )
-    return ProblemDetail(title=body[:_MAX_TEXT].decode(errors="replace").strip())
+    return ProblemDetail(title=log_safe(body[:_MAX_TEXT].decode(errors="replace").strip()))
 
 
 def _text(value: Any) -> str:
     if value is None:
         return ""
-    return value if isinstance(value, str) else json.dumps(value)[:_MAX_TEXT]
+    return log_safe(value if isinstance(value, str) else json.dumps(value)[:_MAX_TEXT])

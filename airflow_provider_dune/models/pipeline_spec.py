@@ -10,6 +10,7 @@ without spending an API call or a credit.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -52,30 +53,31 @@ def _check_parameters(value: Any, where: str) -> dict[str, Any] | None:
 
 
 def _find_cycle(deps: Mapping[int, Sequence[int]]) -> list[int] | None:
-    """Return one cycle as a list of node ids (first id repeated at the end), or None."""
+    """Return one cycle as a list of node ids (first id repeated at the end), or None.
+
+    A depth-first walk with its own stack rather than recursion, so a pipeline of any length
+    is checked (Python's recursion limit stops a recursive walk near 1,000 nodes deep), in time
+    proportional to the nodes and dependencies.
+    """
     white, grey, black = 0, 1, 2
     colour = dict.fromkeys(deps, white)
-    stack: list[int] = []
-
-    def visit(node: int) -> list[int] | None:
-        colour[node] = grey
-        stack.append(node)
-        for dep in deps[node]:
-            if colour[dep] == grey:
-                return [*stack[stack.index(dep) :], dep]
-            if colour[dep] == white:
-                found = visit(dep)
-                if found:
-                    return found
-        stack.pop()
-        colour[node] = black
-        return None
-
-    for node in deps:
-        if colour[node] == white:
-            cycle = visit(node)
-            if cycle:
-                return cycle
+    for start in deps:
+        if colour[start] != white:
+            continue
+        colour[start] = grey
+        path = [start]  # the grey nodes, in the order the walk entered them
+        pending = [iter(deps[start])]  # for each node on the path, the dependencies left to visit
+        while pending:
+            dep = next(pending[-1], None)
+            if dep is None:
+                colour[path.pop()] = black
+                pending.pop()
+            elif colour[dep] == grey:
+                return [*path[path.index(dep) :], dep]
+            elif colour[dep] == white:
+                colour[dep] = grey
+                path.append(dep)
+                pending.append(iter(deps[dep]))
     return None
 
 
@@ -152,7 +154,7 @@ def validate_nodes(nodes: Any) -> list[dict[str, Any]]:
         raise DuneConfigurationError("nodes is empty; a pipeline needs at least one node.")
     normalised = [_normalise_node(raw, i) for i, raw in enumerate(nodes)]
     ids = [n["id"] for n in normalised]
-    duplicates = sorted({i for i in ids if ids.count(i) > 1})
+    duplicates = sorted(node_id for node_id, uses in Counter(ids).items() if uses > 1)
     if duplicates:
         raise DuneConfigurationError(f"node ids must be unique; used more than once: {duplicates}.")
     known = set(ids)

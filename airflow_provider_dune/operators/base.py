@@ -31,6 +31,11 @@ from airflow_provider_dune.runs.base import (
     wait_for_run,
 )
 from airflow_provider_dune.runs.outcome import RunOutcome
+from airflow_provider_dune.validation import (
+    non_negative_seconds,
+    optional_positive_seconds,
+    positive_seconds,
+)
 
 if TYPE_CHECKING:
     from airflow.providers.common.compat.sdk import Context
@@ -144,12 +149,9 @@ class RemoteRunOperatorMixin:
         durable: bool = True,
     ) -> None:
         """Check and keep how the operator waits for the run it starts."""
-        if poll_interval <= 0:
-            raise DuneConfigurationError(f"poll_interval must be positive, got {poll_interval}.")
-        if timeout is not None and timeout <= 0:
-            raise DuneConfigurationError(f"timeout must be positive seconds or None, got {timeout}.")
-        if defer_after < 0:
-            raise DuneConfigurationError(f"defer_after must be zero or more seconds, got {defer_after}.")
+        poll_interval = positive_seconds(poll_interval, "poll_interval")
+        timeout = optional_positive_seconds(timeout, "timeout")
+        defer_after = non_negative_seconds(defer_after, "defer_after")
         self.wait_for_termination = wait_for_termination
         self.deferrable = deferrable
         self.poll_interval = poll_interval

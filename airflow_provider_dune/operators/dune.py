@@ -25,6 +25,7 @@ from airflow_provider_dune.operators.base import (
 from airflow_provider_dune.operators.deferral import DEFAULT_DEFER_AFTER
 from airflow_provider_dune.runs.base import RemoteRun
 from airflow_provider_dune.runs.dune import DuneExecutionRun, DunePipelineRun
+from airflow_provider_dune.validation import positive_count
 
 if TYPE_CHECKING:
     from airflow.providers.common.compat.sdk import Context
@@ -219,10 +220,13 @@ class DuneRunPipelineOperator(RemoteRunOperatorMixin, BaseOperator):
 
 # However a user sets max_xcom_rows, XCom is for small results: the metadata database holds them.
 XCOM_ROWS_HARD_LIMIT = 10_000
+# And however few the rows, they can be wide: the pushed value is capped by its JSON size too.
+DEFAULT_MAX_XCOM_BYTES = 1024 * 1024
+XCOM_BYTES_HARD_LIMIT = 16 * 1024 * 1024
 
 
 class DuneResultTooLargeForXCom(DuneError):
-    """``push_rows_to_xcom`` was asked for a result with more rows than the limit allows."""
+    """``push_rows_to_xcom`` was asked for a result with more rows or bytes than the limits allow."""
 
 
 class _DuneExecutionOperator(RemoteRunOperatorMixin, BaseOperator):
@@ -242,6 +246,7 @@ class _DuneExecutionOperator(RemoteRunOperatorMixin, BaseOperator):
         allow_partial_results: bool = False,
         push_rows_to_xcom: bool = False,
         max_xcom_rows: int = 1000,
+        max_xcom_bytes: int = DEFAULT_MAX_XCOM_BYTES,
         dune_conn_id: str = DuneHook.default_conn_name,
         wait_for_termination: bool = True,
         deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
@@ -261,6 +266,11 @@ class _DuneExecutionOperator(RemoteRunOperatorMixin, BaseOperator):
                 f"max_xcom_rows must be between 1 and {XCOM_ROWS_HARD_LIMIT:,}, got {max_xcom_rows}. "
                 "For bigger results use DuneResultsToStorageOperator."
             )
+        if positive_count(max_xcom_bytes, "max_xcom_bytes") > XCOM_BYTES_HARD_LIMIT:
+            raise DuneConfigurationError(
+                f"max_xcom_bytes must be at most {XCOM_BYTES_HARD_LIMIT:,}, got {max_xcom_bytes}. "
+                "For bigger results use DuneResultsToStorageOperator."
+            )
         if push_rows_to_xcom and not wait_for_termination:
             raise DuneConfigurationError("push_rows_to_xcom needs wait_for_termination=True.")
         if push_rows_to_xcom and not self.do_xcom_push:
@@ -269,6 +279,7 @@ class _DuneExecutionOperator(RemoteRunOperatorMixin, BaseOperator):
         self.allow_partial_results = allow_partial_results
         self.push_rows_to_xcom = push_rows_to_xcom
         self.max_xcom_rows = max_xcom_rows
+        self.max_xcom_bytes = int(max_xcom_bytes)
         self.dune_conn_id = dune_conn_id
         self.execution_id: str | None = None
 
@@ -323,13 +334,21 @@ class _DuneExecutionOperator(RemoteRunOperatorMixin, BaseOperator):
         """What a subclass does once the execution completed (the view operator emits Assets)."""
 
     def _check_row_count(self, execution_id: str, status: ExecutionStatus | None) -> None:
-        total = status.metadata.total_row_count if status and status.metadata else None
+        """Refuse, from the status alone, a result that cannot fit: no page is read to find out."""
+        metadata = status.metadata if status else None
+        total = metadata.total_row_count if metadata else None
         if total is not None and total > self.max_xcom_rows:
             raise self._too_large(execution_id, f"{total:,} rows")
+        # Dune counts the raw value bytes; their JSON is at least as big.
+        raw_bytes = metadata.total_result_set_bytes if metadata else None
+        if raw_bytes is not None and raw_bytes > self.max_xcom_bytes:
+            raise self._too_large(execution_id, f"{raw_bytes:,} bytes")
 
     def push_rows(self, context: Context, execution_id: str) -> None:
-        """XCom ``rows``: the whole result as a list of dicts, refused past ``max_xcom_rows``."""
+        """XCom ``rows``: the whole result as a list of dicts, refused past ``max_xcom_rows`` rows
+        or ``max_xcom_bytes`` bytes of JSON."""
         rows: list[dict[str, Any]] = []
+        size = 2  # the list's brackets
         # One row more than allowed is enough to know the result is too large.
         for row in self.hook.iter_results(
             execution_id,
@@ -339,15 +358,23 @@ class _DuneExecutionOperator(RemoteRunOperatorMixin, BaseOperator):
             rows.append(row)
             if len(rows) > self.max_xcom_rows:
                 raise self._too_large(execution_id, "more rows")
+            size += len(json.dumps(row, default=str)) + 2  # and the ", " before the next
+            if size > self.max_xcom_bytes:
+                raise self._too_large(execution_id, "more bytes")
         push_xcom(self, context, "rows", rows)
         self.log.info("Pushed %d rows of execution %s to XCom 'rows'.", len(rows), execution_id)
 
     def _too_large(self, execution_id: str, what: str) -> DuneResultTooLargeForXCom:
+        limit = (
+            f"max_xcom_bytes={self.max_xcom_bytes:,}"
+            if what.endswith("bytes")
+            else f"max_xcom_rows={self.max_xcom_rows:,}"
+        )
         return DuneResultTooLargeForXCom(
-            f"Dune execution {execution_id} returned {what} than max_xcom_rows={self.max_xcom_rows:,}; "
-            "XCom lives in Airflow's metadata database and is meant for small results. Write the "
-            "result to storage with DuneResultsToStorageOperator, or narrow the query (hard limit "
-            f"{XCOM_ROWS_HARD_LIMIT:,} rows)."
+            f"Dune execution {execution_id} returned {what} than {limit}; XCom lives in Airflow's "
+            "metadata database and is meant for small results. Write the result to storage with "
+            "DuneResultsToStorageOperator, or narrow the query (hard limits "
+            f"{XCOM_ROWS_HARD_LIMIT:,} rows, {XCOM_BYTES_HARD_LIMIT:,} bytes)."
         )
 
 
@@ -360,6 +387,8 @@ _EXECUTION_ARGS_DOC = (
         dicts). Off by default: XCom is for small results.
     :param max_xcom_rows: with ``push_rows_to_xcom``, fail with a clear error when the result has
         more rows than this (at most 10,000).
+    :param max_xcom_bytes: with ``push_rows_to_xcom``, fail with a clear error when the rows take
+        more than this many bytes as JSON (default 1 MiB, at most 16 MiB).
     :param dune_conn_id: the Airflow connection holding the API key."""
     + WAIT_ARGS_DOC
 )

@@ -9,10 +9,10 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.providers.common.compat.sdk import AirflowSensorTimeout, BaseSensorOperator
 
-from airflow_provider_dune.exceptions import DuneConfigurationError
 from airflow_provider_dune.operators.base import finish_wait
 from airflow_provider_dune.operators.deferral import DEFAULT_DEFER_AFTER, plan_deferral, wait_before_deferring
 from airflow_provider_dune.runs.base import RemoteRun, final_event
+from airflow_provider_dune.validation import non_negative_seconds, positive_seconds
 
 if TYPE_CHECKING:
     from airflow.providers.common.compat.sdk import Context
@@ -43,8 +43,10 @@ class RemoteRunSensor(BaseSensorOperator):
 
     def __init__(self, *, defer_after: float = DEFAULT_DEFER_AFTER, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        if defer_after < 0:
-            raise DuneConfigurationError(f"defer_after must be zero or more seconds, got {defer_after}.")
+        # Airflow refuses negative values only: NaN and infinity pass its check and never end a wait.
+        positive_seconds(self.poke_interval, "poke_interval")
+        positive_seconds(self.timeout, "timeout")
+        defer_after = non_negative_seconds(defer_after, "defer_after")
         self.defer_after = defer_after
 
     @abstractmethod

@@ -344,8 +344,8 @@ def test_execute_complete_success_returns_pipeline_id(dune_conn):
     [
         ({}, "exactly one of query_id"),
         ({"query_id": 1, "nodes": []}, "exactly one of query_id"),
-        ({"query_id": 1, "poll_interval": 0}, "poll_interval must be positive"),
-        ({"query_id": 1, "timeout": -1}, "timeout must be positive"),
+        ({"query_id": 1, "poll_interval": 0}, "poll_interval must be a positive, finite number"),
+        ({"query_id": 1, "timeout": -1}, "timeout must be a positive, finite number"),
     ],
 )
 def test_operator_arguments_checked_when_the_dag_is_parsed(kwargs, expected):

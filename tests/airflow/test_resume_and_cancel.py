@@ -309,7 +309,7 @@ async def test_a_trigger_told_not_to_cancel_leaves_the_work_alone(scripted_dune)
 def test_retry_settings_come_from_connection_extras(monkeypatch, extras, expected):
     monkeypatch.setenv(
         "AIRFLOW_CONN_DUNE_DEFAULT",
-        json.dumps({"conn_type": "dune", "password": "k", "host": "http://h/api", "extra": extras}),
+        json.dumps({"conn_type": "dune", "password": "k", "host": "https://h/api", "extra": extras}),
     )
     hook = DuneHook()
     hook._credentials()
@@ -321,7 +321,7 @@ def test_hook_arguments_win_over_extras(monkeypatch):
     monkeypatch.setenv(
         "AIRFLOW_CONN_DUNE_DEFAULT",
         json.dumps(
-            {"conn_type": "dune", "password": "k", "host": "http://h/api", "extra": {"retry_limit": 9}}
+            {"conn_type": "dune", "password": "k", "host": "https://h/api", "extra": {"retry_limit": 9}}
         ),
     )
     hook = DuneHook(retry_limit=2)

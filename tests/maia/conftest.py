@@ -14,8 +14,8 @@ from airflow_provider_dune.runs.outcome import unknown_states
 # Values no test or log could contain by chance: tests scan for them to prove they never leak.
 CLIENT_ID = "maia-test-client"
 CLIENT_SECRET = "maia-test-secret-5b2e8d17c4"
-BASE_URL = "http://maia.test/dpc"
-TOKEN_URL = "http://maia.test/oauth/dpc/token"
+BASE_URL = "https://maia.test/dpc"
+TOKEN_URL = "https://maia.test/oauth/dpc/token"
 PROJECT = "3fa85f64-5717-4562-b3fc-2c963f66afa6"
 EXEC_ID = "1398aa31-af57-4a6a-9752-27c2e8556c3f"
 

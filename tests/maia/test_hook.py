@@ -110,7 +110,7 @@ def test_problem_json_title_detail_and_violations_reach_the_message(requests_moc
         ),
     )
     with pytest.raises(MaiaApiError) as err:
-        MaiaHook().start_pipeline(PROJECT, "", "Dev")
+        MaiaHook().start_pipeline(PROJECT, "unpublished", "Dev")
     exc = err.value
     assert (exc.status_code, exc.title, exc.detail) == (400, "Bad Request", "Invalid request")
     assert exc.violations == ("pipelineName: must not be blank", "environmentName: x")
@@ -210,7 +210,12 @@ def test_ids_that_would_change_the_path_are_refused(requests_mock):
             "https://id.core.matillion.com/oauth/dpc/token",
         ),
         (
-            {"region": "us1", "base_url": "http://x/dpc/", "token_url": "http://x/t"},
+            {
+                "region": "us1",
+                "base_url": "http://x/dpc/",
+                "token_url": "http://x/t",
+                "allow_plain_http": True,
+            },
             "http://x/dpc",
             "http://x/t",
         ),

@@ -41,7 +41,7 @@ def conn(connection: dict) -> Callable[[Any], Any]:
 def answer(**response) -> Callable[[Any], Any]:
     def go(m):
         m.requests_mock.get(STATUS, **response)
-        return DuneHook(retry_limit=2, retry_delay=0).get_pipeline_status("P1")
+        return DuneHook(retry_limit=2, retry_delay=0.001).get_pipeline_status("P1")
 
     return go
 
@@ -49,7 +49,7 @@ def answer(**response) -> Callable[[Any], Any]:
 def answer_execute(**response) -> Callable[[Any], Any]:
     def go(m):
         m.requests_mock.post(EXECUTE, **response)
-        return DuneHook(retry_limit=2, retry_delay=0).execute_pipeline(query_id=7)
+        return DuneHook(retry_limit=2, retry_delay=0.001).execute_pipeline(query_id=7)
 
     return go
 
@@ -91,12 +91,12 @@ CASES: list[tuple[str, Callable[[Any], Any], str]] = [
     (
         "zero poll interval",
         lambda m: DuneRunPipelineOperator(task_id="t", query_id=1, poll_interval=0),
-        "poll_interval must be positive",
+        "poll_interval must be a positive, finite number",
     ),
     (
         "negative timeout",
         lambda m: DuneRunPipelineOperator(task_id="t", query_id=1, timeout=-1),
-        "timeout must be positive",
+        "timeout must be a positive, finite number of seconds, got -1",
     ),
     (
         "id that rewrites the URL path",
@@ -124,12 +124,12 @@ CASES: list[tuple[str, Callable[[Any], Any], str]] = [
     (
         "non-numeric retry setting",
         conn({"conn_type": "dune", "password": "k", "extra": {"retry_limit": "many"}}),
-        "retry_limit='many'",
+        "retry_limit (in the extras of connection 'dune_default') must be a positive whole number",
     ),
     (
         "negative timeout setting",
         conn({"conn_type": "dune", "password": "k", "extra": {"timeout": -1}}),
-        "timeout must be positive",
+        "timeout (in the extras of connection 'dune_default') must be a positive",
     ),
     # --- server answers
     ("malformed JSON", answer(text="{not json"), "not JSON"),

@@ -131,7 +131,7 @@ def test_iter_results_follows_next_uri_on_the_same_host_only(hook, requests_mock
 
 def test_iter_results_refuses_a_page_that_goes_nowhere(hook, requests_mock):
     requests_mock.get(f"{API}/v1/execution/E1/results", json=page([{"n": 0}], next_offset=0))
-    with pytest.raises(DuneResponseError, match="no usable next page"):
+    with pytest.raises(DuneResponseError, match="names no next page that starts further on"):
         list(hook.iter_results("E1"))
 
 

@@ -76,3 +76,13 @@ async def scripted_dune(monkeypatch: pytest.MonkeyPatch):
     yield server
     await close_shared_async_session()
     await server.stop()
+
+
+@pytest.fixture(autouse=True)
+def _fresh_request_budgets():
+    """Budgets are per process (as in a triggerer): one test's 429s must not slow the next."""
+    from airflow_provider_dune.hooks.budget import forget_budgets
+
+    forget_budgets()
+    yield
+    forget_budgets()

@@ -20,7 +20,7 @@ Instead, every request a hook sends in this process first takes a slot from its 
 * **Adaptive.** A 429 halves the rate (multiplicative decrease, to no less than a twentieth of
   the ceiling); each answered request raises it by a small step back towards the ceiling
   (additive increase). With no ceiling configured the budget starts unlimited and only adapts
-  once Dune answers 429: from half the rate that met the limit.
+  once Dune answers 429: from half the rate that met the limit, never below Dune's Free plan.
 
 The ceiling comes from the connection: ``plan`` (``free``, ``plus``, ``enterprise``) or
 ``rate_limit_per_minute`` (high-limit endpoints) and ``low_rate_limit_per_minute``, times
@@ -52,6 +52,9 @@ PLANS: Mapping[str, tuple[float, float]] = {
 DEFAULT_SHARE = 0.8
 # A 429 never takes the rate below this fraction of its ceiling.
 _MIN_FACTOR = 0.05
+# With no ceiling configured, what a 429 teaches never goes below Dune's smallest plan: every
+# key has at least that much.
+_LEARNED_FLOOR = {"low": PLANS["free"][0], "high": PLANS["free"][1]}
 # How many requests may go at once before spacing applies (per class).
 _BURST = 2
 
@@ -121,8 +124,9 @@ class BudgetSettings:
 class _Lane:
     """One class's slots: a generic cell rate algorithm with an adaptive rate."""
 
-    def __init__(self, per_minute: float | None, clock: Callable[[], float]) -> None:
+    def __init__(self, per_minute: float | None, floor: float, clock: Callable[[], float]) -> None:
         self.ceiling = per_minute
+        self.floor = floor
         self.clock = clock
         self.factor = 1.0
         # Without a ceiling the lane is open until a 429 teaches it a rate.
@@ -137,8 +141,9 @@ class _Lane:
 
     @property
     def per_minute(self) -> float | None:
-        base = self.base
-        return None if base is None else base * self.factor
+        if self.ceiling is not None:
+            return self.ceiling * self.factor
+        return None if self.learned is None else max(self.floor, self.learned * self.factor)
 
     def reserve(self, urgent: bool) -> float:
         """Take the next slot; return how long to wait for it (0: go now)."""
@@ -166,7 +171,7 @@ class _Lane:
             return
         if self.base is None:
             # No ceiling known: half the rate that met the limit (what went out in the last minute).
-            self.learned = max(1.0, len(self.sent) / 2)
+            self.learned = max(self.floor, len(self.sent) / 2)
         else:
             self.factor = max(_MIN_FACTOR, self.factor / 2)
         rate = self.per_minute or 60.0
@@ -193,8 +198,8 @@ class RequestBudget:
         self.settings = settings
         self._lock = threading.Lock()
         self._lanes = {
-            RequestClass.LOW: _Lane(settings.low_per_minute, clock),
-            RequestClass.HIGH: _Lane(settings.high_per_minute, clock),
+            RequestClass.LOW: _Lane(settings.low_per_minute, _LEARNED_FLOOR["low"], clock),
+            RequestClass.HIGH: _Lane(settings.high_per_minute, _LEARNED_FLOOR["high"], clock),
         }
 
     def reserve(self, request_class: RequestClass, *, urgent: bool = False) -> float:

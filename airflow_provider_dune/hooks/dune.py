@@ -163,8 +163,6 @@ class DuneHook(HttpServiceHook[_Credentials]):
         self._apply_settings({})
         self._creds = None
         self._session = None
-        # 429 answers seen by this hook; the polling loop stretches its interval when it grows.
-        self.rate_limited_count = 0
         self._last_status_reader: _StatusReader | None = None
 
     def _apply_settings(self, extras: Mapping[str, Any]) -> None:
@@ -236,6 +234,7 @@ class DuneHook(HttpServiceHook[_Credentials]):
                 "(the API key belongs in the password, never in a URL)."
             )
         check_transport_security(base_url, "host", self.dune_conn_id, allows_plain_http(extras))
+        self._use_budget(base_url.rstrip("/"), key, extras)
         return _Credentials(base_url=base_url.rstrip("/"), key=key)
 
     def _missing_connection(self) -> DuneConfigurationError:
@@ -279,6 +278,7 @@ class DuneHook(HttpServiceHook[_Credentials]):
         json_body: Any = None,
         params: Mapping[str, Any] | None = None,
         raw: bool = False,
+        urgent: bool = False,
     ) -> Any:
         """Send one API call under the retry policy; return the decoded JSON body.
 
@@ -298,6 +298,7 @@ class DuneHook(HttpServiceHook[_Credentials]):
             json_body=json_body,
             params=params,
             keep_headers=(_NEXT_OFFSET_HEADER, _NEXT_URI_HEADER) if raw else (),
+            urgent=urgent,
         )
 
     async def _arequest(
@@ -308,6 +309,7 @@ class DuneHook(HttpServiceHook[_Credentials]):
         starts_work: bool = False,
         json_body: Any = None,
         params: Mapping[str, Any] | None = None,
+        urgent: bool = False,
     ) -> Any:
         """The async twin of :meth:`_request`, on the event loop's shared connection pool."""
         creds = await self._acredentials()
@@ -319,6 +321,7 @@ class DuneHook(HttpServiceHook[_Credentials]):
             starts_work=starts_work,
             json_body=json_body,
             params=params,
+            urgent=urgent,
         )
 
     def _read_status(self, path: str, item_id: str, parse: Callable[[str, Any], ParsedT]) -> ParsedT:
@@ -379,11 +382,12 @@ class DuneHook(HttpServiceHook[_Credentials]):
 
     def cancel_execution(self, execution_id: str) -> bool:
         """Cancel one execution; ``True`` when Dune confirms. Safe to repeat."""
-        payload = self._request("POST", f"/v1/execution/{_path_id(execution_id)}/cancel")
+        # Urgent: a cancel never waits behind polls for the key's budget.
+        payload = self._request("POST", f"/v1/execution/{_path_id(execution_id)}/cancel", urgent=True)
         return bool(isinstance(payload, Mapping) and payload.get("success"))
 
     async def acancel_execution(self, execution_id: str) -> bool:
-        payload = await self._arequest("POST", f"/v1/execution/{_path_id(execution_id)}/cancel")
+        payload = await self._arequest("POST", f"/v1/execution/{_path_id(execution_id)}/cancel", urgent=True)
         return bool(isinstance(payload, Mapping) and payload.get("success"))
 
     def get_result_page(self, execution_id: str, *, limit: int = 1000, offset: int = 0) -> ResultPage:

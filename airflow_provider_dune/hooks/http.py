@@ -34,6 +34,7 @@ from airflow.providers.common.compat.sdk import AirflowNotFoundException, BaseHo
 
 from airflow_provider_dune import __version__
 from airflow_provider_dune.exceptions import DuneConfigurationError
+from airflow_provider_dune.hooks.budget import BudgetSettings, RequestBudget, RequestClass, budget_for
 from airflow_provider_dune.hooks.retry import RetryPolicy, parse_retry_after
 from airflow_provider_dune.validation import is_loopback
 
@@ -234,6 +235,11 @@ def allows_plain_http(extras: Mapping[str, Any]) -> bool:
     return value is True or (isinstance(value, str) and value.strip().lower() == "true")
 
 
+def _request_class(method: str) -> RequestClass:
+    """Reads are Dune's high-limit endpoints; what starts or stops work is low-limit."""
+    return RequestClass.HIGH if method == "GET" else RequestClass.LOW
+
+
 def transport_failure(exc: BaseException, connect_phase: bool, url: str) -> Reply:
     """The reply of an attempt that got no response; ``connect_phase``: nothing was sent."""
     host = _netloc(urlsplit(url))
@@ -295,17 +301,21 @@ def path_id(value: Any, service: str) -> str:
 class HttpServiceHook(BaseHook, Generic[CredsT]):
     """What the Dune and Maia hooks share: the cached connection lookup and the retrying transport.
 
-    The hook sets ``timeout``, ``retry_policy``, ``rate_limited_count`` (429 answers seen; the
-    polling loop stretches its interval when it grows) and ``_session``/``_creds`` (``None``)
-    in its ``__init__``, and implements :meth:`_conn_id`, :meth:`_credentials_from`,
-    :meth:`_missing_connection` and :meth:`_gave_up`.
+    The hook sets ``timeout``, ``retry_policy`` and ``_session``/``_creds`` (``None``) in its
+    ``__init__``, and implements :meth:`_conn_id`,
+    :meth:`_credentials_from`, :meth:`_missing_connection` and :meth:`_gave_up`. Its
+    ``_credentials_from`` also calls :meth:`_use_budget`, so that every request the hook sends
+    first takes a slot from its key's :class:`~airflow_provider_dune.hooks.budget.RequestBudget`.
     """
 
     timeout: float
     retry_policy: RetryPolicy
-    rate_limited_count: int
     _session: requests.Session | None
     _creds: CredsT | None
+    _budget: RequestBudget | None = None
+    # Seconds this hook's requests waited for a slot of the key's budget, in all.
+    budget_delay_seconds: float = 0.0
+    _budget_said: bool = False
 
     # ------------------------------------------------------------------ what each hook supplies
 
@@ -350,6 +360,43 @@ class HttpServiceHook(BaseHook, Generic[CredsT]):
             self._creds = self._credentials_from(conn, await get_async_extra_dejson(conn))
         return self._creds
 
+    # ------------------------------------------------------------------ the key's request budget
+
+    def _use_budget(self, base_url: str, identity: str, extras: Mapping[str, Any]) -> None:
+        """Take the process-wide budget of this key (``identity``: the key or client id)."""
+        self._budget = budget_for(base_url, identity, BudgetSettings.from_extras(extras, self._conn_id()))
+
+    def _slot(self, method: str, urgent: bool) -> float:
+        """Seconds to wait before sending: the slot this request takes in the key's budget."""
+        budget = self._budget
+        if budget is None:
+            return 0.0
+        delay = budget.reserve(_request_class(method), urgent=urgent)
+        if delay:
+            self.budget_delay_seconds += delay
+            if delay >= 1.0 and not self._budget_said:
+                self._budget_said = True
+                rate = budget.per_minute(_request_class(method))
+                self.log.info(
+                    "The API key's request budget in this process (%s, now %.0f %s-limit requests/min) "
+                    "is in use: requests wait their turn (%.1fs now), spread evenly over every wait.",
+                    budget.settings.describe,
+                    rate or 0,
+                    _request_class(method).value,
+                    delay,
+                )
+        return delay
+
+    def _heard(self, method: str, reply: Reply) -> None:
+        """Let the key's budget adapt: slow down on a 429, recover on any other answer."""
+        budget = self._budget
+        if budget is None or reply.status is None:
+            return
+        if reply.status == 429:
+            budget.throttled(_request_class(method))
+        elif reply.status < 500:
+            budget.answered(_request_class(method))
+
     # ------------------------------------------------------------------ retry policy
 
     def _backoff(self, starts_work: bool, first: float) -> Callable[[Retryable], float]:
@@ -362,8 +409,6 @@ class HttpServiceHook(BaseHook, Generic[CredsT]):
             attempt += 1
             policy = self.retry_policy
             reply = retry.reply
-            if reply.status == 429:
-                self.rate_limited_count += 1
             if not policy.should_retry(starts_work=starts_work, status=reply.status, request_sent=reply.sent):
                 raise retry.error
             delay = policy.delay(attempt, reply.retry_after)
@@ -449,17 +494,26 @@ class HttpServiceHook(BaseHook, Generic[CredsT]):
         interpret: Callable[[Reply], Any],
         *,
         starts_work: bool = False,
+        urgent: bool = False,
+        budgeted: bool = True,
         **send: Any,
     ) -> Any:
         """Send under the retry policy until ``interpret`` accepts a reply; return what it returns.
 
-        ``send`` holds :meth:`_send`'s keywords (``params``, ``json_body``, ``form``, ``keep_headers``).
+        Each attempt first takes a slot of the key's budget (``budgeted``; ``urgent``, for a
+        cancel, never waits for it). ``send`` holds :meth:`_send`'s keywords (``params``,
+        ``json_body``, ``form``, ``keep_headers``).
         """
         started = time.monotonic()
         next_delay = None  # built on the first failure: almost every call succeeds at once
         while True:
+            if budgeted and (wait := self._slot(method, urgent)):
+                time.sleep(wait)
+            reply = self._send(method, url, headers, **send)
+            if budgeted:
+                self._heard(method, reply)
             try:
-                return interpret(self._send(method, url, headers, **send))
+                return interpret(reply)
             except Retryable as retry:
                 next_delay = next_delay or self._backoff(starts_work, started)
                 time.sleep(next_delay(retry))
@@ -519,14 +573,21 @@ class HttpServiceHook(BaseHook, Generic[CredsT]):
         interpret: Callable[[Reply], Any],
         *,
         starts_work: bool = False,
+        urgent: bool = False,
+        budgeted: bool = True,
         **send: Any,
     ) -> Any:
         """The async twin of :meth:`_call`."""
         started = time.monotonic()
         next_delay = None  # built on the first failure: almost every call succeeds at once
         while True:
+            if budgeted and (wait := self._slot(method, urgent)):
+                await asyncio.sleep(wait)
+            reply = await self._asend(method, url, headers, **send)
+            if budgeted:
+                self._heard(method, reply)
             try:
-                return interpret(await self._asend(method, url, headers, **send))
+                return interpret(reply)
             except Retryable as retry:
                 next_delay = next_delay or self._backoff(starts_work, started)
                 await asyncio.sleep(next_delay(retry))

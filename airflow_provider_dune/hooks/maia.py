@@ -193,8 +193,6 @@ class MaiaHook(HttpServiceHook[MaiaCredentials]):
         )
         self._creds = None
         self._session = None
-        # 429 answers seen by this hook; the polling loop stretches its interval when it grows.
-        self.rate_limited_count = 0
 
     # ------------------------------------------------------------------ connection form
 
@@ -257,6 +255,9 @@ class MaiaHook(HttpServiceHook[MaiaCredentials]):
                 )
             check_transport_security(url, name, self.maia_conn_id, allows_plain_http(extras))
         audience = str(extras.get("audience") or DEFAULT_AUDIENCE).strip()
+        # Maia publishes no rate limits: its budget has no ceiling unless the extras set one, and
+        # adapts to its 429s.
+        self._use_budget(base_url.rstrip("/"), client_id, extras)
         return MaiaCredentials(base_url.rstrip("/"), token_url, client_id, secret, audience)
 
     def _missing_connection(self) -> DuneConfigurationError:
@@ -278,6 +279,8 @@ class MaiaHook(HttpServiceHook[MaiaCredentials]):
         return {
             "method": "POST",
             "url": creds.token_url,
+            # The identity service is not the API: its requests do not count against the API's budget.
+            "budgeted": False,
             "headers": {"Accept": "application/json"},
             "interpret": partial(
                 _interpret, method="POST", path=urlsplit(creds.token_url).path, starts_work=False
@@ -350,7 +353,13 @@ class MaiaHook(HttpServiceHook[MaiaCredentials]):
         return session
 
     def _api_request(
-        self, creds: MaiaCredentials, method: str, path: str, starts_work: bool, json_body: Any
+        self,
+        creds: MaiaCredentials,
+        method: str,
+        path: str,
+        starts_work: bool,
+        json_body: Any,
+        urgent: bool = False,
     ) -> dict[str, Any]:
         """An API call as keywords of ``_call``/``_acall``, all but the (bearer token) headers."""
         return {
@@ -358,13 +367,22 @@ class MaiaHook(HttpServiceHook[MaiaCredentials]):
             "url": creds.base_url + path,
             "interpret": partial(_interpret, method=method, path=path, starts_work=starts_work),
             "starts_work": starts_work,
+            "urgent": urgent,
             "json_body": json_body,
         }
 
-    def _request(self, method: str, path: str, *, starts_work: bool = False, json_body: Any = None) -> Any:
+    def _request(
+        self,
+        method: str,
+        path: str,
+        *,
+        starts_work: bool = False,
+        json_body: Any = None,
+        urgent: bool = False,
+    ) -> Any:
         """One API call under the retry policy, with one fresh token after a 401."""
         creds = self._credentials()
-        request = self._api_request(creds, method, path, starts_work, json_body)
+        request = self._api_request(creds, method, path, starts_work, json_body, urgent)
         for last_try in (False, True):
             token = self._token(creds)
             try:
@@ -374,11 +392,17 @@ class MaiaHook(HttpServiceHook[MaiaCredentials]):
         raise AssertionError("unreachable")  # pragma: no cover
 
     async def _arequest(
-        self, method: str, path: str, *, starts_work: bool = False, json_body: Any = None
+        self,
+        method: str,
+        path: str,
+        *,
+        starts_work: bool = False,
+        json_body: Any = None,
+        urgent: bool = False,
     ) -> Any:
         """The async twin of :meth:`_request`, on the event loop's shared connection pool."""
         creds = await self._acredentials()
-        request = self._api_request(creds, method, path, starts_work, json_body)
+        request = self._api_request(creds, method, path, starts_work, json_body, urgent)
         for last_try in (False, True):
             token = await self._atoken(creds)
             try:
@@ -454,7 +478,10 @@ class MaiaHook(HttpServiceHook[MaiaCredentials]):
         Setting the same status twice changes nothing, so it is retried like a read.
         """
         payload = self._request(
-            "PATCH", _execution_path(project_id, pipeline_execution_id), json_body=_cancel_body(force)
+            "PATCH",
+            _execution_path(project_id, pipeline_execution_id),
+            json_body=_cancel_body(force),
+            urgent=True,
         )
         return _cancelled_id(payload, pipeline_execution_id)
 
@@ -462,7 +489,10 @@ class MaiaHook(HttpServiceHook[MaiaCredentials]):
         self, project_id: str, pipeline_execution_id: str, *, force: bool = False
     ) -> str:
         payload = await self._arequest(
-            "PATCH", _execution_path(project_id, pipeline_execution_id), json_body=_cancel_body(force)
+            "PATCH",
+            _execution_path(project_id, pipeline_execution_id),
+            json_body=_cancel_body(force),
+            urgent=True,
         )
         return _cancelled_id(payload, pipeline_execution_id)
 

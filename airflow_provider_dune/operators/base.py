@@ -87,6 +87,14 @@ def finish_wait(task: Any, run: RemoteRun, event: Mapping[str, Any], context: Co
     for key in run.xcom_keys:
         if event.get(key):
             push_xcom(task, context, key, event[key])
+    delay = event.get("budget_delay_seconds")
+    if delay:
+        push_xcom(task, context, "budget_delay_seconds", delay)
+        task.log.info(
+            "The API key's request budget made this wait's requests wait %.1fs in all for their turn "
+            "(Dune's rate limit shared with every other wait of the process).",
+            delay,
+        )
     status = event.get("status")
     message = str(event.get("message") or f"{run.label} ended with status {status!r}.")
     if status == "success":

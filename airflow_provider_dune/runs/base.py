@@ -1,9 +1,10 @@
 """The one poll/decide loop, for every service and every way of waiting.
 
 An adapter (:class:`RemoteRun`) knows how to read one run's status and cancel it; this
-module knows how to wait: poll at ``poll_interval`` (stretched while the API rate-limits
-us), log progress when it changes, stop at the terminal state or the deadline, and describe
-the end as one small event dict. The worker wait (:func:`wait_for_run`) and the triggerer
+module knows how to wait: poll at ``poll_interval`` (each read also waits its turn in the API
+key's request budget, :mod:`airflow_provider_dune.hooks.budget`), log progress when it
+changes, stop at the terminal state or the deadline, and describe the end as one small event
+dict. The worker wait (:func:`wait_for_run`) and the triggerer
 wait (:func:`poll_run`) are the same loop, one blocking and one async.
 """
 
@@ -78,26 +79,9 @@ class RemoteRun(ABC):
         """Extra lines for a failure message, read in the worker (e.g. SQL line and column)."""
         return ""
 
-    def throttle_count(self) -> int:
-        """How many rate-limit answers (429) the run's reads have met so far."""
-        return 0
-
-
-class PollPacer:
-    """The wait before the next status read: ``poll_interval``, stretched while rate-limited.
-
-    A read that met a 429 doubles the wait (up to ``max_factor`` times the interval); each
-    clean read halves it back. It never drops below ``poll_interval``.
-    """
-
-    def __init__(self, poll_interval: float, max_factor: float = 8.0) -> None:
-        self.poll_interval = poll_interval
-        self.max_factor = max_factor
-        self.factor = 1.0
-
-    def next_wait(self, throttled: bool) -> float:
-        self.factor = min(self.factor * 2, self.max_factor) if throttled else max(1.0, self.factor / 2)
-        return self.poll_interval * self.factor
+    def budget_delay(self) -> float:
+        """Seconds the run's requests have waited, in all, for a slot of the key's request budget."""
+        return 0.0
 
 
 class RunTimedOut(DuneError):
@@ -139,9 +123,7 @@ def wait_for_run(
 ) -> RunState:
     """Block until the run is terminal and return its last state; :class:`RunTimedOut` past ``timeout``."""
     started = clock()
-    pacer = PollPacer(poll_interval)
     progress = _ProgressLog(run, log)
-    throttles = run.throttle_count()
     last: RunState | None = None
     at_deadline = False
     while True:
@@ -150,7 +132,8 @@ def wait_for_run(
         except DuneError as exc:
             if not _rate_limited(exc):
                 raise
-            log.warning("%s: still rate-limited (%s); polling more slowly.", run.label, exc)
+            # The key's request budget has slowed down for every wait of this process already.
+            log.warning("%s: still rate-limited (%s); trying again at the next poll.", run.label, exc)
             state = None
         if state is not None:
             last = state
@@ -159,8 +142,7 @@ def wait_for_run(
                 return state
         if at_deadline:
             raise RunTimedOut(run, clock() - started, last)
-        wait = pacer.next_wait(state is None or run.throttle_count() > throttles)
-        throttles = run.throttle_count()
+        wait = poll_interval
         waited = clock() - started
         if timeout is not None and waited + wait > timeout:
             # One last read at the deadline, so a run that just finished is not called a timeout.
@@ -181,9 +163,7 @@ async def poll_run(
     ``end_time`` is wall-clock (epoch seconds) because it must survive a triggerer restart.
     """
     started = time.time()
-    pacer = PollPacer(poll_interval)
     progress = _ProgressLog(run, log)
-    throttles = run.throttle_count()
     last: RunState | None = None
     while True:
         try:
@@ -192,7 +172,7 @@ async def poll_run(
             if not _rate_limited(exc):
                 # The hook has already retried what can be retried; this will not heal by waiting.
                 return error_event(run, str(exc))
-            log.warning("%s: still rate-limited (%s); polling more slowly.", run.label, exc)
+            log.warning("%s: still rate-limited (%s); trying again at the next poll.", run.label, exc)
             state = None
         if state is not None:
             last = state
@@ -202,8 +182,7 @@ async def poll_run(
         now = time.time()
         if end_time is not None and now >= end_time:
             return timeout_event(run, now - started, last)
-        wait = pacer.next_wait(state is None or run.throttle_count() > throttles)
-        throttles = run.throttle_count()
+        wait = poll_interval
         if end_time is not None:
             wait = min(wait, max(0.0, end_time - now))
         await asyncio.sleep(wait)
@@ -212,14 +191,21 @@ async def poll_run(
 # ------------------------------------------------------------------ the end-of-wait event
 
 
+def _budget_note(run: RemoteRun) -> dict[str, float]:
+    """``budget_delay_seconds``, when the key's request budget slowed the wait at all."""
+    delay = round(run.budget_delay(), 1)
+    return {"budget_delay_seconds": delay} if delay > 0 else {}
+
+
 def final_event(run: RemoteRun, state: RunState) -> dict[str, Any]:
     status: EventStatus = "success" if state.outcome is RunOutcome.SUCCEEDED else "error"
-    return {"status": status, **run.ids, **state.payload, "message": state.message}
+    return {"status": status, **run.ids, **state.payload, "message": state.message, **_budget_note(run)}
 
 
 def timeout_event(run: RemoteRun, waited: float, last: RunState | None) -> dict[str, Any]:
     payload = last.payload if last else run.empty_payload
-    return {"status": "timeout", **run.ids, **payload, "message": str(RunTimedOut(run, waited, last))}
+    message = str(RunTimedOut(run, waited, last))
+    return {"status": "timeout", **run.ids, **payload, "message": message, **_budget_note(run)}
 
 
 def error_event(run: RemoteRun, message: str) -> dict[str, Any]:
@@ -227,4 +213,11 @@ def error_event(run: RemoteRun, message: str) -> dict[str, Any]:
 
     ``unreadable`` tells the operator to keep its resume record, so a retry reconnects.
     """
-    return {"status": "error", **run.ids, **run.empty_payload, "message": message, "unreadable": True}
+    return {
+        "status": "error",
+        **run.ids,
+        **run.empty_payload,
+        "message": message,
+        "unreadable": True,
+        **_budget_note(run),
+    }

@@ -32,8 +32,8 @@ class _DuneRun(RemoteRun, Generic[StatusT]):
             self._last = (status, self.state_of(status))
         return self._last[1]
 
-    def throttle_count(self) -> int:
-        return self.hook.rate_limited_count
+    def budget_delay(self) -> float:
+        return self.hook.budget_delay_seconds
 
 
 class DunePipelineRun(_DuneRun[PipelineStatus]):

@@ -73,8 +73,8 @@ class MaiaPipelineRun(RemoteRun):
             return []
         return [await self.hook.acancel_pipeline(self.project_id, self.pipeline_execution_id)]
 
-    def throttle_count(self) -> int:
-        return self.hook.rate_limited_count
+    def budget_delay(self) -> float:
+        return self.hook.budget_delay_seconds
 
 
 def warn_if_skipped(event: Mapping[str, Any], log: Any) -> None:

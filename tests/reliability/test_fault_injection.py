@@ -62,6 +62,9 @@ def faulty_dune():
         conn = json.loads(emulator.airflow_conn_json())
         # Short backoff so the suite runs in seconds; the policy (what is retried) is the real one.
         conn["extra"] = {"retry_delay": 0.02, "retry_limit": 12, "retry_max_seconds": 60, "timeout": 5}
+        # The injected 429s are random faults, not a limit this key runs into: a ceiling far above
+        # the suite's traffic keeps the shared budget's adaptation from turning them into a crawl.
+        conn["extra"].update(rate_limit_per_minute=600_000, low_rate_limit_per_minute=600_000)
         mp.setenv("AIRFLOW_CONN_DUNE_DEFAULT", json.dumps(conn))
         yield emulator
 

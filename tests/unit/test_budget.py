@@ -121,6 +121,10 @@ def test_without_a_ceiling_the_budget_is_open_until_dune_says_429():
     assert all(b.reserve(HIGH) == 0.0 for _ in range(100))  # 100 in the last minute
     b.throttled(HIGH)
     assert b.per_minute(HIGH) == pytest.approx(50.0)  # half of what met the limit
+    quiet = budget(high=None, clock=clock)
+    quiet.reserve(HIGH)
+    quiet.throttled(HIGH)
+    assert quiet.per_minute(HIGH) == 40.0  # never below Dune's Free plan (40 reads a minute)
     assert [b.reserve(HIGH) > 0 for _ in range(3)] == [False, False, True]  # now spaced
     clock.now += 120
     before = b.per_minute(HIGH)

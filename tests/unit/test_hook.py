@@ -265,12 +265,16 @@ def test_bare_host_gets_https_and_the_api_path(monkeypatch, requests_mock):
     assert DuneHook().get_pipeline_status("P1").status == "pending"
 
 
-def test_429s_are_counted_for_the_poll_pacer(hook, requests_mock, sleeps):
+def test_a_429_slows_the_keys_shared_budget(hook, requests_mock, sleeps):
+    from airflow_provider_dune.hooks.budget import RequestClass
+
     requests_mock.get(
         STATUS, [{"status_code": 429, "json": {"error": "slow"}}, {"json": {"status": "pending"}}]
     )
     hook.get_pipeline_status("P1")
-    assert hook.rate_limited_count == 1
+    assert hook._budget is not None
+    # No ceiling configured: the budget learned one from the 429 (half of what met the limit).
+    assert hook._budget.per_minute(RequestClass.HIGH) is not None
 
 
 def test_ids_cannot_rewrite_the_path(hook, requests_mock):

@@ -3,19 +3,22 @@
 from __future__ import annotations
 
 import logging
+from types import SimpleNamespace
 
 import pytest
 
 from airflow_provider_dune.exceptions import DuneApiError
+from airflow_provider_dune.operators.base import finish_wait
 from airflow_provider_dune.runs.base import (
-    PollPacer,
     RemoteRun,
     RunState,
     RunTimedOut,
+    final_event,
     poll_run,
     wait_for_run,
 )
 from airflow_provider_dune.runs.outcome import RunOutcome
+from tests.helpers import FakeTI
 
 RUNNING = RunState(RunOutcome.RUNNING, "executing", "", {"things": [1]})
 DONE = RunState(RunOutcome.SUCCEEDED, "completed", "all good", {"things": [1, 2]})
@@ -26,11 +29,9 @@ class FakeRun(RemoteRun):
     kind = "Fake run"
     xcom_keys = ("things",)
 
-    def __init__(self, *states, throttle_at=()):
+    def __init__(self, *states):
         self.states = list(states)
         self.reads = 0
-        self.throttles = 0
-        self.throttle_at = set(throttle_at)
         self.cancelled = False
 
     @property
@@ -39,8 +40,6 @@ class FakeRun(RemoteRun):
 
     def get_state(self):
         self.reads += 1
-        if self.reads in self.throttle_at:
-            self.throttles += 1
         state = self.states.pop(0) if len(self.states) > 1 else self.states[0]
         if isinstance(state, Exception):
             raise state
@@ -55,9 +54,6 @@ class FakeRun(RemoteRun):
 
     async def acancel(self):
         return self.cancel()
-
-    def throttle_count(self):
-        return self.throttles
 
 
 class Clock:
@@ -125,9 +121,9 @@ def test_a_rate_limited_read_at_the_deadline_is_a_timeout_not_an_api_error():
         )
 
 
-def test_rate_limits_stretch_the_interval_and_it_recovers():
+def test_the_loop_polls_at_its_interval_and_leaves_slowing_down_to_the_shared_budget():
     clock = Clock()
-    run = FakeRun(RUNNING, RUNNING, RUNNING, RUNNING, RUNNING, DONE, throttle_at={1, 2})
+    run = FakeRun(RUNNING, RUNNING, RUNNING, DONE)
     wait_for_run(
         run,
         poll_interval=2,
@@ -136,13 +132,22 @@ def test_rate_limits_stretch_the_interval_and_it_recovers():
         sleep=clock.sleep,
         clock=lambda: clock.now,
     )
-    assert clock.sleeps == [4, 8, 4, 2, 2]
-    assert min(clock.sleeps) >= 2  # never faster than poll_interval
+    # 429s met by the reads no longer double this run's own interval: the key's request budget
+    # (hooks/budget.py) slows every wait of the process down together.
+    assert clock.sleeps == [2, 2, 2]
 
 
-def test_pacer_is_capped():
-    pacer = PollPacer(1, max_factor=8)
-    assert [pacer.next_wait(True) for _ in range(5)] == [2, 4, 8, 8, 8]
+def test_the_budget_delay_of_a_run_is_in_its_end_event_and_xcom():
+    class Delayed(FakeRun):
+        def budget_delay(self):
+            return 12.34
+
+    assert final_event(Delayed(DONE), DONE)["budget_delay_seconds"] == 12.3
+    assert "budget_delay_seconds" not in final_event(FakeRun(DONE), DONE)
+    ti = FakeTI()
+    task = SimpleNamespace(log=logging.getLogger(), do_xcom_push=True)
+    finish_wait(task, Delayed(DONE), final_event(Delayed(DONE), DONE), {"ti": ti})
+    assert ti.pushed["budget_delay_seconds"] == 12.3
 
 
 def test_progress_is_logged_when_it_changes_not_every_poll(caplog):
@@ -197,7 +202,7 @@ def test_a_read_still_rate_limited_after_retries_slows_down_instead_of_failing()
         clock=lambda: clock.now,
     )
     assert state is DONE
-    assert clock.sleeps == [2, 4, 8]
+    assert clock.sleeps == [2, 2, 2]
 
 
 def test_other_read_errors_still_end_the_wait():

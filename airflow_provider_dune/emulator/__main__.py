@@ -9,6 +9,8 @@ import threading
 from collections.abc import Sequence
 
 from airflow_provider_dune.emulator.faults import FaultConfig
+from airflow_provider_dune.emulator.pipelines import DEFAULT_NODE_VOCABULARY, NODE_VOCABULARIES
+from airflow_provider_dune.emulator.rate_limits import PLANS
 from airflow_provider_dune.emulator.server import DEFAULT_API_KEY, DuneEmulator
 
 
@@ -25,6 +27,20 @@ def build_parser() -> argparse.ArgumentParser:
         "--execution-seconds", type=float, default=0.5, help="simulated duration per execution"
     )
     parser.add_argument("--max-result-rows", type=int, help="truncate bigger results (COMPLETED_PARTIAL)")
+    parser.add_argument(
+        "--plan",
+        choices=sorted(PLANS),
+        help="enforce this Dune plan's requests per minute (low/high-limit endpoints), 429 past them",
+    )
+    parser.add_argument(
+        "--credit-limit", type=float, help="credits executions may use; past it, 402 (credit limit)"
+    )
+    parser.add_argument(
+        "--node-vocabulary",
+        choices=sorted(NODE_VOCABULARIES),
+        default=DEFAULT_NODE_VOCABULARY,
+        help="how pipeline node statuses are spelled (Dune does not document them)",
+    )
     faults = parser.add_argument_group("fault injection (disjoint shares of matching requests)")
     faults.add_argument("--fault-429", type=float, default=0.0, help="share of 429 without Retry-After")
     faults.add_argument(
@@ -77,6 +93,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         host=args.host,
         team=args.team,
         max_result_rows=args.max_result_rows,
+        plan=args.plan,
+        credit_limit=args.credit_limit,
+        node_vocabulary=args.node_vocabulary,
     )
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):

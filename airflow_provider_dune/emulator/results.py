@@ -21,6 +21,9 @@ from airflow_provider_dune.emulator.sql_engine import Page, SqlEngine
 # Without ``limit`` Dune returns everything up to a size cap; this row cap plays that role and
 # keeps an unpaged request for a million-row result from building one giant response.
 DEFAULT_PAGE_ROWS = 100_000
+# A page of more datapoints (rows x columns) is refused unless the request sets
+# ignore_max_datapoints_per_request=true: Dune's guard against spending all credits in one call.
+MAX_DATAPOINTS_PER_REQUEST = 250_000
 
 
 @dataclass(frozen=True)
@@ -31,17 +34,22 @@ class PageRequest:
     filters: str | None
     sort_by: str | None
     sample_count: int | None
+    ignore_max_datapoints: bool = False
+
+
+def _flag(request: web.Request, name: str) -> bool:
+    return request.query.get(name, "").lower() == "true"
 
 
 def parse_page_request(request: web.Request, execution: Execution) -> PageRequest:
-    if (
-        execution.state == COMPLETED_PARTIAL
-        and request.query.get("allow_partial_results", "").lower() != "true"
-    ):
+    if execution.state == COMPLETED_PARTIAL and not _flag(request, "allow_partial_results"):
         raise ApiError(
             400,
             "the result of this execution is partial (too large); set allow_partial_results=true to fetch it",
         )
+    sample_count = query_int(request, "sample_count", None, minimum=1)
+    if sample_count is not None and any(name in request.query for name in ("limit", "offset", "filters")):
+        raise ApiError(400, "sample_count cannot be combined with limit, offset or filters")
     limit = query_int(request, "limit", DEFAULT_PAGE_ROWS, minimum=1)
     offset = query_int(request, "offset", 0)
     columns_param = request.query.get("columns")
@@ -51,23 +59,28 @@ def parse_page_request(request: web.Request, execution: Execution) -> PageReques
     if unknown:
         raise ApiError(400, f"unknown columns: {', '.join(unknown)}")
     return PageRequest(
-        limit=limit or DEFAULT_PAGE_ROWS,
+        limit=sample_count or limit or DEFAULT_PAGE_ROWS,
         offset=offset or 0,
         columns=columns,
         filters=request.query.get("filters") or None,
         sort_by=request.query.get("sort_by") or None,
-        sample_count=query_int(request, "sample_count", None, minimum=1),
+        sample_count=sample_count,
+        ignore_max_datapoints=_flag(request, "ignore_max_datapoints_per_request"),
     )
 
 
 async def fetch_page(engine: SqlEngine, execution: Execution, page: PageRequest) -> Page:
+    """The rows asked for; refused (400) when they are more datapoints than one request may carry."""
     assert execution.result is not None
+    width = len(page.columns or execution.result.column_names) or 1
+    allowed_rows = MAX_DATAPOINTS_PER_REQUEST // width
+    limit = page.limit if page.ignore_max_datapoints else min(page.limit, allowed_rows + 1)
     try:
-        return await engine.call(
+        result = await engine.call(
             engine.page,
             execution.result.table,
             page.columns,
-            page.limit,
+            limit,
             page.offset,
             page.filters,
             page.sort_by,
@@ -75,18 +88,32 @@ async def fetch_page(engine: SqlEngine, execution: Execution, page: PageRequest)
         )
     except Exception as exc:  # a bad filters/sort_by fragment is the client's mistake, not ours
         raise ApiError(400, f"invalid results request: {exc}") from exc
+    if not page.ignore_max_datapoints and len(result.rows) > allowed_rows:
+        raise ApiError(
+            400,
+            f"this request would return more than {MAX_DATAPOINTS_PER_REQUEST:,} datapoints (rows x "
+            f"columns; {width} columns allow {allowed_rows:,} rows); request fewer rows with limit or "
+            "fewer columns, or set ignore_max_datapoints_per_request=true",
+        )
+    return result
 
 
 def next_offset(page: PageRequest, result: Page) -> int | None:
+    if page.sample_count is not None:
+        return None
     following = page.offset + len(result.rows)
     return following if following < result.total_row_count and result.rows else None
 
 
-def next_uri(request: web.Request, offset: int) -> str:
-    # Keep the caller's paging options, never an api_key, and point at the following page.
+def next_uri(request: web.Request, offset: int, path: str | None = None) -> str:
+    """The following page: the caller's paging options (never an api_key) at ``offset``, on
+    ``path`` when given (the latest result's pages continue on its execution's results)."""
     params = {key: value for key, value in request.query.items() if key not in ("api_key", "offset")}
     params["offset"] = str(offset)
-    return str(request.url.with_query(None)) + "?" + urlencode(params)
+    url = request.url.with_query(None)
+    if path is not None:
+        url = url.with_path(path)
+    return str(url) + "?" + urlencode(params)
 
 
 def json_value(value: Any) -> Any:
@@ -118,14 +145,7 @@ def json_page_body(execution: Execution, result: Page, offset: int | None, uri: 
     metadata.update(
         column_names=names, column_types=result.column_types, total_row_count=result.total_row_count
     )
-    body: dict[str, Any] = {
-        "execution_id": execution.execution_id,
-        "query_id": execution.query_id,
-        "is_execution_finished": True,
-        "state": execution.state,
-        **execution.timing_fields(),
-        "result": {"rows": rows, "metadata": metadata},
-    }
+    body: dict[str, Any] = {**execution.to_results_envelope(), "result": {"rows": rows, "metadata": metadata}}
     if offset is not None and uri is not None:
         body["next_offset"] = offset
         body["next_uri"] = uri

@@ -28,7 +28,8 @@ from airflow_provider_dune.emulator.maia_state import (
     DEFAULT_PROJECT_ID,
     MaiaService,
 )
-from airflow_provider_dune.emulator.pipelines import PipelineService
+from airflow_provider_dune.emulator.pipelines import DEFAULT_NODE_VOCABULARY, PipelineService, vocabulary
+from airflow_provider_dune.emulator.rate_limits import RateBudget, RatePlan, resolve_plan
 from airflow_provider_dune.emulator.request_log import RequestLog
 from airflow_provider_dune.emulator.routes_maia import MAIA_TOKEN_PATH
 from airflow_provider_dune.emulator.sql_engine import SqlEngine
@@ -57,9 +58,16 @@ class DuneEmulator:
         maia_client_secret: str = DEFAULT_CLIENT_SECRET,
         maia_execution_seconds: float | None = None,
         maia_token_seconds: int = 1800,
+        plan: str | RatePlan | None = None,
+        credit_limit: float | None = None,
+        node_vocabulary: str = DEFAULT_NODE_VOCABULARY,
     ) -> None:
         if execution_seconds < 0:
             raise ValueError("execution_seconds must be >= 0")
+        # Checked here, so a typo fails at construction rather than in the server thread.
+        self._plan = resolve_plan(plan)
+        self._node_vocabulary = vocabulary(node_vocabulary)
+        self._credit_limit = credit_limit
         # The Maia side of the emulator (see maia_state); its runs last as long as Dune's by default.
         self._maia = MaiaService(
             client_id=maia_client_id,
@@ -142,15 +150,18 @@ class DuneEmulator:
     async def _startup(self) -> None:
         catalog = Catalog.load(self._catalog_source, self._team)
         engine = SqlEngine(catalog.team)
-        executions = ExecutionService(engine, self._execution_seconds, self._max_result_rows)
+        executions = ExecutionService(
+            engine, self._execution_seconds, self._max_result_rows, self._credit_limit
+        )
         state = EmulatorState(
             api_key=self._api_key,
             catalog=catalog,
             engine=engine,
             executions=executions,
-            pipelines=PipelineService(executions, catalog),
+            pipelines=PipelineService(executions, catalog, self._node_vocabulary),
             faults=self._faults,
             request_log=self._request_log,
+            rate_budget=RateBudget(self._plan) if self._plan is not None else None,
         )
         try:
             state.materialize_catalog_views()
@@ -308,6 +319,16 @@ class DuneEmulator:
         self._faults.set_rules(None)
 
     @property
+    def plan(self) -> RatePlan | None:
+        """The rate plan whose per-minute budgets the API enforces (``None``: no limits)."""
+        return self._plan
+
+    @property
+    def credits_used(self) -> float:
+        """Credits charged so far: every execution started (query, SQL, refresh, pipeline node)."""
+        return float(self._require_state().executions.credits_used)
+
+    @property
     def execution_seconds(self) -> float:
         return self._execution_seconds
 
@@ -360,7 +381,7 @@ class DuneEmulator:
             lambda: self.pipeline_status(pipeline_execution_id),
             "status",
             timeout,
-            finished=lambda status: status in ("completed", "failed", "cancelled"),
+            finished=lambda status: status == "completed",
         )
 
     @staticmethod

@@ -12,6 +12,7 @@ from airflow_provider_dune.emulator.executions import ExecutionService
 from airflow_provider_dune.emulator.faults import FaultInjector
 from airflow_provider_dune.emulator.ids import new_ulid
 from airflow_provider_dune.emulator.pipelines import PipelineService
+from airflow_provider_dune.emulator.rate_limits import RateBudget
 from airflow_provider_dune.emulator.request_log import RequestLog
 from airflow_provider_dune.emulator.sql_engine import ResultInfo, SqlEngine
 
@@ -27,6 +28,7 @@ class EmulatorState:
     pipelines: PipelineService
     faults: FaultInjector
     request_log: RequestLog
+    rate_budget: RateBudget | None = None
 
     def materialize_catalog_views(self) -> None:
         """Blocking, before serving: views exist on Dune before anyone refreshes them, so a query

@@ -75,3 +75,12 @@ def test_connection_and_a_wrong_key(hook: DuneHook, dune_emulator: DuneEmulator,
     )
     ok, message = DuneHook().test_connection()
     assert not ok and "HTTP 401" in message
+
+
+def test_pipelines_and_cancel(hook: DuneHook, dune_emulator: DuneEmulator) -> None:
+    done = hook.execute_pipeline(query_id=1001, performance="large", query_parameters={"min_volume_usd": 0})
+    dune_emulator.wait_for_pipeline(done)
+    assert hook.get_pipeline_status(done).progress() == "2/2 nodes done"
+    assert dune_emulator.wait_for_pipeline(hook.execute_query_pipeline(1003))["status"] == "completed"
+    dune_emulator.execution_seconds = 10
+    assert hook.cancel_execution(hook.execute_query(1003)) is True

@@ -13,7 +13,6 @@ from typing import Any
 from aiohttp import web
 
 from airflow_provider_dune.emulator.catalog import CatalogError, ViewConflict, ViewDef
-from airflow_provider_dune.emulator.executions import CREDIT_LIMIT_MESSAGE
 from airflow_provider_dune.emulator.http_support import (
     ApiError,
     json_body,
@@ -21,7 +20,7 @@ from airflow_provider_dune.emulator.http_support import (
     query_int,
     state_of,
 )
-from airflow_provider_dune.emulator.routes_executions import performance_of
+from airflow_provider_dune.emulator.routes_executions import performance_of, require_credits
 from airflow_provider_dune.emulator.state import EmulatorState
 
 _SHORT_NAME = re.compile(r"^result_[a-z0-9_]+$")
@@ -59,8 +58,7 @@ def _optional(body: dict[str, Any], key: str, kind: type, what: str) -> Any:
 
 def _refresh(state: EmulatorState, view: ViewDef, performance: str) -> str:
     query = state.catalog.queries[view.query_id]
-    if not state.executions.can_afford([performance]):
-        raise ApiError(402, CREDIT_LIMIT_MESSAGE)
+    require_credits(state, [performance])
     try:
         sql = query.render_sql(None)
     except CatalogError as exc:

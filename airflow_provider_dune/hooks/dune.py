@@ -531,7 +531,8 @@ class DuneHook(HttpServiceHook[_Credentials]):
         """
         qid = build_pipeline_request(query_id=query_id)["query_id"]
         params = ResultOptions(allow_partial_results=allow_partial_results).first_params(None)
-        return parse_result_page("", self._request("GET", f"/v1/query/{qid}/results", params=params))
+        payload = self._request("GET", f"/v1/query/{qid}/results", params=params)
+        return parse_result_page(f"(latest result of query {qid})", payload)
 
     def iter_latest_result_pages(
         self,
@@ -562,7 +563,8 @@ class DuneHook(HttpServiceHook[_Credentials]):
             sample_count,
         )
         qid = build_pipeline_request(query_id=query_id)["query_id"]
-        yield from self._json_pages("", f"/v1/query/{qid}/results", options, options.column_count)
+        path = f"/v1/query/{qid}/results"
+        yield from self._json_pages(f"(latest result of query {qid})", path, options, options.column_count)
 
     def iter_latest_results(self, query_id: int | str, **options: Any) -> Iterator[dict[str, Any]]:
         """Every row of a query's latest result; the options of :meth:`iter_latest_result_pages`."""
@@ -600,7 +602,11 @@ class DuneHook(HttpServiceHook[_Credentials]):
     def _column_count(self, execution_id: str, options: ResultOptions) -> int | None:
         """How wide an execution's result is: the chosen columns, or its status's column names
         (the status this hook read last when it was this execution's, so no second read)."""
-        if options.column_count is not None or options.ignore_max_datapoints_per_request:
+        if (
+            options.column_count is not None
+            or options.sample_count
+            or options.ignore_max_datapoints_per_request
+        ):
             return options.column_count
         reader = self._last_status_reader
         status = reader.parsed if reader is not None and reader.item_id == execution_id else None

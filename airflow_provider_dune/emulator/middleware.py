@@ -62,9 +62,9 @@ async def emulator_middleware(request: web.Request, handler: Handler) -> web.Str
         if not allowed:
             # The api_key query parameter is deliberately not honoured: keys in URLs leak into logs.
             response: web.StreamResponse = errors(401, "invalid API Key" if not maia else "Unauthorized")
-        elif limit_class is not None and (wait := _over_budget(request, limit_class)) is not None:
+        elif limit_class is not None and (refusal := _over_budget(request, limit_class)) is not None:
             rate_limited = True
-            response = _rate_limited(request, wait)
+            response = refusal
         else:
             fault = state.faults.decide(request.method, path)
             response = await _respond(request, handler, fault, errors)
@@ -89,17 +89,16 @@ async def emulator_middleware(request: web.Request, handler: Handler) -> web.Str
         )
 
 
-def _over_budget(request: web.Request, limit_class: str) -> float | None:
+def _over_budget(request: web.Request, limit_class: str) -> web.Response | None:
+    """The 429 for a request past its key's plan budget; ``None`` admits (and counts) it."""
     budget = state_of(request).rate_budget
     if budget is None:
         return None
-    return budget.admit(request.headers.get("X-Dune-Api-Key", ""), limit_class)
-
-
-def _rate_limited(request: web.Request, wait: float) -> web.Response:
+    wait = budget.admit(request.headers.get("X-Dune-Api-Key", ""), limit_class)
+    if wait is None:
+        return None
     response = error_response(429, "Too many requests, please slow down")
-    budget = state_of(request).rate_budget
-    if budget is not None and budget.plan.retry_after:
+    if budget.plan.retry_after:
         response.headers["Retry-After"] = str(max(1, round(wait + 0.5)))
     return response
 

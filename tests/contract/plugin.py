@@ -123,6 +123,10 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
     violations = config.stash.get(_VIOLATIONS, [])
     terminalreporter.section("Dune API contract")
     terminalreporter.write_line(contract_report(recorder, violations))
+    terminalreporter.write_line(
+        f"{sum(recorder.answers.values())} exchanges with Dune's API; {len(recorder.kept)} distinct "
+        "shapes validated against tests/contract/dune-openapi.json."
+    )
     if violations:
         terminalreporter.write_line(
             f"{len(violations)} exchange(s) break Dune's contract (tests/contract/spec.py):", red=True

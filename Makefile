@@ -1,6 +1,7 @@
 # Everything starts from a fresh clone with nothing but Python 3.10+ and pip:
 #   make demo   - run the example pipeline DAG end to end (local emulator unless DUNE_API_KEY is set)
 #   make test   - lint, type-check and run the whole test suite on the newest Airflow 3.x
+#   make contract - the emulator and the client checked against Dune's OpenAPI spec, with a report
 # AIRFLOW=2 picks the Airflow 2.11 lock instead (CI runs the suite on both).
 
 PYTHON ?= python3
@@ -10,7 +11,7 @@ VENV := $(if $(filter 2,$(AIRFLOW)),.venv-airflow2,.venv)
 LOCK := requirements/airflow$(AIRFLOW).lock
 BIN := $(VENV)/bin
 
-.PHONY: install demo test lint typecheck lock clean benchmarks
+.PHONY: install demo test lint typecheck lock clean benchmarks contract
 
 $(VENV)/.installed: $(LOCK) pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -30,6 +31,11 @@ typecheck: install
 
 test: lint typecheck
 	$(BIN)/python -m pytest -q -p no:cacheprovider tests
+
+# Dune's contract alone: the emulator and every client call checked against Dune's OpenAPI spec,
+# then the report per operation (make test prints the same report for the whole suite).
+contract: install
+	$(BIN)/python -m pytest -q -p no:cacheprovider tests/contract
 
 demo: install
 	$(BIN)/python scripts/demo.py

@@ -14,17 +14,17 @@ Airflow then creates the Asset if needed and triggers every DAG scheduled on it.
 from __future__ import annotations
 
 import logging
-import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
 from airflow.providers.common.compat.sdk import Asset, AssetAlias
 
+from airflow_provider_dune.models.dune import FULL_VIEW_NAME
+
 VIEW_URI_PREFIX = "dune://materialized-views/"
 # One alias for every runtime-discovered refresh; also schedulable: "any Dune view refreshed".
 VIEWS_ALIAS_NAME = "dune-materialized-views"
 log = logging.getLogger(__name__)
-_FULL_VIEW_NAME = re.compile(r"dune\.[a-z0-9_]+\.result_[a-z0-9_]+")
 
 
 def dune_view_uri(name: str) -> str:
@@ -42,7 +42,7 @@ def views_alias() -> AssetAlias:
 
 def is_full_view_name(name: Any) -> bool:
     """A literal, complete view name: known at parse time, so it can be a declared outlet."""
-    return isinstance(name, str) and _FULL_VIEW_NAME.fullmatch(name.strip().lower()) is not None
+    return isinstance(name, str) and FULL_VIEW_NAME.fullmatch(name.strip().lower()) is not None
 
 
 def emit_view_events(

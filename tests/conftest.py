@@ -10,6 +10,9 @@ from pathlib import Path
 
 import pytest
 
+# Every exchange with the emulator in this run is checked against Dune's OpenAPI contract.
+pytest_plugins = ["tests.contract.plugin"]
+
 os.environ.setdefault("AIRFLOW_HOME", tempfile.mkdtemp(prefix="airflow-dune-tests-"))
 os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
 # Airflow 3 runs only DAGs found in a bundle: tests write their DAG files here.

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 
 from airflow_provider_dune import emulator as package
 from airflow_provider_dune.emulator.faults import FaultConfig
+from airflow_provider_dune.emulator.rate_limits import PLANS
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -51,6 +52,20 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         default=256 * 1024 * 1024,
         help="expire the oldest results past this many bytes",
+    )
+    parser.add_argument(
+        "--plan",
+        choices=sorted(PLANS),
+        help="enforce this Dune plan's requests per minute (low/high-limit endpoints), 429 past them",
+    )
+    parser.add_argument(
+        "--credit-limit", type=float, help="credits executions may use; past it, 402 (credit limit)"
+    )
+    parser.add_argument(
+        "--node-vocabulary",
+        default="words",
+        help="how pipeline node statuses are spelled, which Dune does not document: words "
+        "(the default), query_state or upper",
     )
     faults = parser.add_argument_group("fault injection (disjoint shares of matching requests)")
     faults.add_argument("--fault-429", type=float, default=0.0, help="share of 429 without Retry-After")
@@ -118,6 +133,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             sql_timeout_seconds=args.sql_timeout_seconds,
             max_executions=args.max_executions,
             max_result_bytes=args.max_result_bytes,
+            plan=args.plan,
+            credit_limit=args.credit_limit,
+            node_vocabulary=args.node_vocabulary,
         )
     except ValueError as exc:
         parser.error(str(exc))

@@ -10,6 +10,7 @@ from airflow_provider_dune.emulator import (
     routes_maia,
     routes_pipelines,
     routes_queries,
+    routes_usage,
     routes_views,
 )
 from airflow_provider_dune.emulator.maia_state import MAIA_KEY, MaiaService
@@ -27,5 +28,6 @@ def build_app(state: EmulatorState, maia: MaiaService | None = None) -> web.Appl
     routes_executions.add_routes(app)
     routes_queries.add_routes(app)
     routes_views.add_routes(app)
+    routes_usage.add_routes(app)
     routes_admin.add_routes(app)
     return app

@@ -9,6 +9,7 @@ Catalog format (YAML or the equivalent dict)::
         sql: SELECT ... WHERE amount_usd >= {{min_amount}}
         parameters: [{key: min_amount, type: number, value: "0"}]
         execution_seconds: 2       # optional: override the emulator-wide simulated duration
+        is_archived: false         # optional: an archived query cannot be executed (403)
     materialized_views:
       - name: dex_daily_volume     # or result_dex_daily_volume or dune.emulator.result_dex_daily_volume
         query_id: 1000
@@ -23,17 +24,26 @@ from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Any
+from uuid import uuid4
 
 import yaml
 
 DEFAULT_TEAM = "emulator"
-PERFORMANCE_TIERS = ("small", "medium", "large")
+# The engine tiers Dune's API documents for executions, pipelines and refreshes.
+PERFORMANCE_TIERS = ("medium", "large")
+# The emulator's one account: the owner of every query and view it serves.
+OWNER_TEAM_ID = 1
+OWNER_USER_ID = 1
 _PARAMETER_PATTERN = re.compile(r"{{\s*([A-Za-z0-9_\- ]+?)\s*}}")
 _VIEW_NAME_PATTERN = re.compile(r"^[A-Za-z0-9_]+$")
 
 
 class CatalogError(ValueError):
     """A request or catalog file names something that does not exist or is malformed."""
+
+
+class ViewConflict(CatalogError):
+    """A view of that name exists already and is built by another query."""
 
 
 @dataclass
@@ -45,6 +55,8 @@ class QueryDef:
     is_private: bool = False
     description: str = ""
     execution_seconds: float | None = None
+    is_archived: bool = False
+    version: int = 1
 
     def default_parameters(self) -> dict[str, Any]:
         return {param["key"]: param.get("value") for param in self.parameters if "key" in param}
@@ -65,12 +77,12 @@ class QueryDef:
             "name": self.name,
             "description": self.description,
             "tags": [],
-            "version": 1,
+            "version": self.version,
             "parameters": self.parameters,
             "query_engine": "v2 Dune SQL",
             "query_sql": self.sql,
             "is_private": self.is_private,
-            "is_archived": False,
+            "is_archived": self.is_archived,
             "is_unsaved": False,
             "owner": "emulator",
         }
@@ -81,19 +93,34 @@ class ViewDef:
     name: str  # always the full dotted name, dune.<team>.result_<short>
     query_id: int
     performance: str = "medium"
-    last_execution_id: str | None = None
+    is_private: bool = False
+    cron_expression: str | None = None
+    id: str = field(default_factory=lambda: str(uuid4()))
+    last_execution_ids: list[str] = field(default_factory=list)
+    table_size_bytes: int = 0
+
+    def record_execution(self, execution_id: str) -> None:
+        """A refresh started: newest first, as many as Dune shows (a handful)."""
+        self.last_execution_ids = [execution_id, *self.last_execution_ids][:10]
+
+    def to_list_element(self) -> dict[str, Any]:
+        """As ``GET /v1/materialized-views`` lists it: ``sql_id`` is the name to query it by."""
+        return {
+            "id": self.id,
+            "sql_id": self.name,
+            "query_id": self.query_id,
+            "is_private": self.is_private,
+            "table_size_bytes": self.table_size_bytes,
+        }
 
     def to_api(self) -> dict[str, Any]:
-        body: dict[str, Any] = {
-            "id": self.name,
-            "name": self.name,
-            "query_id": self.query_id,
-            "performance": self.performance,
-            "is_private": False,
+        """As ``GET /v1/materialized-views/{name}`` describes it."""
+        return {
+            **self.to_list_element(),
+            "last_execution_ids": list(self.last_execution_ids),
+            "owner_team_id": OWNER_TEAM_ID,
+            "owner_user_id": OWNER_USER_ID,
         }
-        if self.last_execution_id:
-            body["last_execution_id"] = self.last_execution_id
-        return body
 
 
 class Catalog:
@@ -125,20 +152,40 @@ class Catalog:
         except CatalogError:
             return None
 
+    def owns(self, full_name: str) -> bool:
+        """Whether a full view name lies in this account's namespace ``dune.<team>``."""
+        return full_name.strip().lower().startswith(f"dune.{self.team}.")
+
     def next_query_id(self) -> int:
         return max(self.queries, default=0) + 1
 
     def add_query(self, query: QueryDef) -> None:
         self.queries[query.query_id] = query
 
-    def upsert_view(self, name: str, query_id: int, performance: str = "medium") -> ViewDef:
+    def upsert_view(
+        self,
+        name: str,
+        query_id: int,
+        performance: str = "medium",
+        is_private: bool = False,
+        cron_expression: str | None = None,
+    ) -> ViewDef:
+        """Create the view or update the one of the same name (which must be built by the same query)."""
         if query_id not in self.queries:
             raise CatalogError(f"query {query_id} does not exist")
         if performance not in PERFORMANCE_TIERS:
             raise CatalogError(f"performance must be one of {', '.join(PERFORMANCE_TIERS)}")
         full = self.view_name(name)
         previous = self.views.get(full)
-        view = ViewDef(full, query_id, performance, previous.last_execution_id if previous else None)
+        if previous is not None and previous.query_id != query_id:
+            raise ViewConflict(
+                f"materialized view {full} already exists for query {previous.query_id}; "
+                f"it cannot be re-created for query {query_id}"
+            )
+        view = ViewDef(full, query_id, performance, is_private, cron_expression)
+        if previous is not None:
+            view.id, view.last_execution_ids = previous.id, previous.last_execution_ids
+            view.table_size_bytes = previous.table_size_bytes
         self.views[full] = view
         return view
 
@@ -185,4 +232,5 @@ def _parse_query(raw: Mapping[str, Any]) -> QueryDef:
         is_private=bool(raw.get("is_private", False)),
         description=str(raw.get("description", "")),
         execution_seconds=float(duration) if duration is not None else None,
+        is_archived=bool(raw.get("is_archived", False)),
     )

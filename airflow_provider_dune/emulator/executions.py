@@ -29,14 +29,20 @@ EXECUTING = "QUERY_STATE_EXECUTING"
 COMPLETED = "QUERY_STATE_COMPLETED"
 COMPLETED_PARTIAL = "QUERY_STATE_COMPLETED_PARTIAL"
 FAILED = "QUERY_STATE_FAILED"
-CANCELED = "QUERY_STATE_CANCELED"
+# Dune's docs spell it CANCELED; every official client (Python, Go, TypeScript) expects this.
+CANCELLED = "QUERY_STATE_CANCELLED"
 EXPIRED = "QUERY_STATE_EXPIRED"
-TERMINAL_STATES = frozenset({COMPLETED, COMPLETED_PARTIAL, FAILED, CANCELED, EXPIRED})
+TERMINAL_STATES = frozenset({COMPLETED, COMPLETED_PARTIAL, FAILED, CANCELLED, EXPIRED})
 RESULT_STATES = frozenset({COMPLETED, COMPLETED_PARTIAL})
 RESULT_TTL = timedelta(days=90)
 # Part of the simulated duration spent queued; the rest is spent executing.
 PENDING_SHARE = 0.2
-CREDITS_PER_TIER = {"small": 5, "medium": 10, "large": 20}
+# Dune's documented price of a refresh or execution per engine tier.
+CREDITS_PER_TIER = {"medium": 10, "large": 20}
+CREDIT_LIMIT_MESSAGE = (
+    "This api request would exceed your configured limits per billing cycle. Please visit your "
+    "settings on dune.com and adjust your limits to continue usage."
+)
 
 
 def api_timestamp(moment: datetime | None) -> str | None:
@@ -109,22 +115,29 @@ class Execution:
             "execution_time_millis": execution_ms,
         }
 
-    def to_status(self) -> dict[str, Any]:
+    @property
+    def cost_credits(self) -> int:
+        return CREDITS_PER_TIER.get(self.performance, CREDITS_PER_TIER["medium"])
+
+    def to_results_envelope(self) -> dict[str, Any]:
+        """What the results endpoints say of an execution, before (or without) its rows."""
         body: dict[str, Any] = {
             "execution_id": self.execution_id,
             "query_id": self.query_id,
             "is_execution_finished": self.is_finished,
             "state": self.state,
             **self.timing_fields(),
-            "execution_cost_credits": CREDITS_PER_TIER.get(self.performance, 10)
-            if self.state in RESULT_STATES
-            else 0,
         }
+        if self.error is not None:
+            body["error"] = self.error.to_api(self.execution_id)
+        return body
+
+    def to_status(self) -> dict[str, Any]:
+        body = self.to_results_envelope()
+        body["execution_cost_credits"] = self.cost_credits if self.is_finished else 0
         metadata = self.result_metadata() if self.state in RESULT_STATES else None
         if metadata is not None:
             body["result_metadata"] = metadata
-        if self.error is not None:
-            body["error"] = self.error.to_api(self.execution_id)
         return body
 
 
@@ -144,6 +157,7 @@ class ExecutionService:
         engine: SqlEngine,
         execution_seconds: float,
         max_result_rows: int | None = None,
+        credit_limit: float | None = None,
         *,
         max_executions: int = 10_000,
         max_result_bytes: int = 256 * 1024 * 1024,
@@ -153,6 +167,9 @@ class ExecutionService:
         self.max_result_rows = max_result_rows
         self.max_executions = max_executions
         self.max_result_bytes = max_result_bytes
+        # Credits this billing cycle may use; None: no limit. Every submitted execution is charged.
+        self.credit_limit = credit_limit
+        self.credits_used = 0.0
         self.executions: dict[str, Execution] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         # Finished executions, in the order they finished: the first to forget.
@@ -163,6 +180,20 @@ class ExecutionService:
 
     def get(self, execution_id: str) -> Execution | None:
         return self.executions.get(execution_id)
+
+    def latest_result(self, query_id: int) -> Execution | None:
+        """The query's most recent execution that has a result (what Dune serves without running it)."""
+        for execution in reversed(self.executions.values()):
+            if execution.query_id == query_id and execution.state in RESULT_STATES:
+                return execution
+        return None
+
+    def can_afford(self, performances: list[str]) -> bool:
+        """Whether starting executions on these tiers stays within the credit limit."""
+        if self.credit_limit is None:
+            return True
+        cost = sum(CREDITS_PER_TIER.get(tier, CREDITS_PER_TIER["medium"]) for tier in performances)
+        return self.credits_used + cost <= self.credit_limit
 
     def submit(
         self,
@@ -181,6 +212,7 @@ class ExecutionService:
             submitted_at=_now(),
             materialize_view=materialize_view,
         )
+        self.credits_used += execution.cost_credits
         self.executions[execution.execution_id] = execution
         task = asyncio.get_running_loop().create_task(self._run(execution))
         # Hold a reference: the loop keeps only weak references to tasks.
@@ -193,7 +225,7 @@ class ExecutionService:
         if execution is None or execution.is_finished:
             return False
         moment = _now()
-        execution.state = CANCELED
+        execution.state = CANCELLED
         execution.cancelled_at = moment
         execution.ended_at = moment
         execution.job.interrupt()
@@ -253,7 +285,7 @@ class ExecutionService:
     async def _execute(self, execution: Execution) -> None:
         pending_seconds = execution.duration * PENDING_SHARE
         await asyncio.sleep(pending_seconds)
-        if execution.state == CANCELED:
+        if execution.state == CANCELLED:
             return
         execution.state = EXECUTING
         execution.started_at = _now()
@@ -271,7 +303,7 @@ class ExecutionService:
         remaining = execution.duration - pending_seconds - (time.monotonic() - began)
         if remaining > 0:
             await asyncio.sleep(remaining)
-        if execution.state == CANCELED:
+        if execution.state == CANCELLED:
             if isinstance(outcome, ResultInfo):
                 await self.engine.call(self.engine.drop_result, table)
             return

@@ -1,6 +1,7 @@
-"""Per-request plumbing in the order a real API applies it: auth, then faults, then the handler,
-with every ``/api/`` request recorded in the request log. Before all of it, a request that
-names a foreign ``Host`` or comes from another origin's web page is refused (``host_check``).
+"""Per-request plumbing in the order a real API applies it: auth, then the plan's rate budget,
+then faults, then the handler, with every ``/api/`` request recorded in the request log (and
+handed to the traffic observers, if any). Before all of it, a request that names a foreign
+``Host`` or comes from another origin's web page is refused (``host_check``).
 
 The Maia endpoints (``/dpc/``, ``/oauth/``) go through the same steps with Maia's bearer auth
 and Maia's error format (``application/problem+json``)."""
@@ -16,9 +17,10 @@ from collections.abc import Callable
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from airflow_provider_dune.emulator import faults, routes_maia
+from airflow_provider_dune.emulator import faults, routes_maia, traffic
 from airflow_provider_dune.emulator.faults import FaultDecision
 from airflow_provider_dune.emulator.http_support import ApiError, error_response, state_of
+from airflow_provider_dune.emulator.rate_limits import endpoint_class
 from airflow_provider_dune.emulator.request_log import RequestLogEntry
 
 log = logging.getLogger(__name__)
@@ -58,23 +60,74 @@ async def emulator_middleware(request: web.Request, handler: Handler) -> web.Str
         allowed = _authorized(request)
     fault: FaultDecision | None = None
     status: int | None = None
+    limit_class = None if maia else endpoint_class(request.method, path)
+    rate_limited = False
     try:
         if not allowed:
             # The api_key query parameter is deliberately not honoured: keys in URLs leak into logs.
             response: web.StreamResponse = errors(401, "invalid API Key" if not maia else "Unauthorized")
+        elif limit_class is not None and (over_budget := _over_budget(request, limit_class)) is not None:
+            rate_limited = True
+            response = over_budget
         else:
             fault = state.faults.decide(request.method, path)
             response = await _respond(request, handler, fault, errors)
         status = response.status
+        if traffic.observed() and not maia:
+            await _publish(request, response, fault)
         return response
     except _Dropped:
         raise asyncio.CancelledError from None
     finally:
         state.request_log.append(
             RequestLogEntry(
-                time.time(), request.method, path, status, key_in_url, fault.name if fault else None
+                time.time(),
+                request.method,
+                path,
+                status,
+                key_in_url,
+                fault.name if fault else None,
+                limit_class,
+                rate_limited,
             )
         )
+
+
+def _over_budget(request: web.Request, limit_class: str) -> web.Response | None:
+    """The 429 for a request past its key's plan budget; ``None`` admits (and counts) it."""
+    budget = state_of(request).rate_budget
+    if budget is None:
+        return None
+    wait = budget.admit(request.headers.get("X-Dune-Api-Key", ""), limit_class)
+    if wait is None:
+        return None
+    response = error_response(429, "Too many requests, please slow down")
+    if budget.plan.retry_after:
+        response.headers["Retry-After"] = str(max(1, round(wait + 0.5)))
+    return response
+
+
+async def _publish(request: web.Request, response: web.StreamResponse, fault: FaultDecision | None) -> None:
+    body = response.body if isinstance(response, web.Response) else None
+    traffic.publish(
+        traffic.Exchange(
+            method=request.method,
+            path=request.path,
+            query_string=request.query_string,
+            request_headers={
+                name: request.headers[name]
+                for name in traffic.KEPT_REQUEST_HEADERS
+                if name in request.headers
+            },
+            # aiohttp keeps what the handler read; an unread body (a 401) is read here.
+            request_body=await request.read(),
+            status=response.status,
+            response_content_type=response.content_type,
+            response_body=body if isinstance(body, bytes) else b"",
+            fault=fault.name if fault else None,
+            key_supplied="X-Dune-Api-Key" in request.headers,
+        )
+    )
 
 
 def _authorized(request: web.Request) -> bool:

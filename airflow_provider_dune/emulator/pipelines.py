@@ -1,14 +1,19 @@
 """Pipeline executions: run validated nodes in dependency order and report their status.
 
-Pipeline status: ``pending`` -> ``executing`` -> ``completed`` | ``failed`` | ``cancelled``.
-Node status: ``pending``, ``executing``, ``completed``, ``failed``, ``cancelled``, ``skipped``
-(an upstream node did not complete, so this one never ran). Independent branches keep running
-after a failure; the pipeline fails once everything that can run has finished.
+Pipeline status uses Dune's documented words only: ``pending`` -> ``executing`` ->
+``completed``; a pipeline that failed or was cancelled ends ``completed`` with an ``error``
+string naming the nodes (the documented way to tell). Node status strings are not documented,
+so the emulator speaks one of several plausible vocabularies (:data:`NODE_VOCABULARIES`,
+chosen per emulator), and the client is tested under each. Internally a node is ``pending``,
+``executing``, ``completed``, ``failed``, ``cancelled`` or ``skipped`` (an upstream node did
+not complete, so this one never ran). Independent branches keep running after a failure; the
+pipeline ends once everything that can run has finished.
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,19 +27,58 @@ from airflow_provider_dune.emulator.pipeline_specs import VIEW_REFRESH, NodeSpec
 PIPELINE_PENDING = "pending"
 PIPELINE_EXECUTING = "executing"
 PIPELINE_COMPLETED = "completed"
-PIPELINE_FAILED = "failed"
-PIPELINE_CANCELLED = "cancelled"
-NODE_SKIPPED = "skipped"
 
-_NODE_STATUS = {
-    states.PENDING: "pending",
-    states.EXECUTING: "executing",
-    states.COMPLETED: "completed",
-    states.COMPLETED_PARTIAL: "completed",
-    states.EXPIRED: "completed",
-    states.FAILED: "failed",
-    states.CANCELED: "cancelled",
+PENDING, EXECUTING, COMPLETED, FAILED, CANCELLED, SKIPPED = (
+    "pending",
+    "executing",
+    "completed",
+    "failed",
+    "cancelled",
+    "skipped",
+)
+# How a node's internal state is spelled on the wire. "words" is the default; "query_state"
+# borrows the execution states (no skipped state there: a node that never ran stays pending);
+# "upper" is the RUNNING/SUCCESS style of other schedulers.
+NODE_VOCABULARIES: Mapping[str, Mapping[str, str]] = {
+    "words": {state: state for state in (PENDING, EXECUTING, COMPLETED, FAILED, CANCELLED, SKIPPED)},
+    "query_state": {
+        PENDING: states.PENDING,
+        EXECUTING: states.EXECUTING,
+        COMPLETED: states.COMPLETED,
+        FAILED: states.FAILED,
+        CANCELLED: states.CANCELLED,
+        SKIPPED: states.PENDING,
+    },
+    "upper": {
+        PENDING: "PENDING",
+        EXECUTING: "RUNNING",
+        COMPLETED: "SUCCESS",
+        FAILED: "FAILED",
+        CANCELLED: "CANCELLED",
+        SKIPPED: "SKIPPED",
+    },
 }
+DEFAULT_NODE_VOCABULARY = "words"
+
+_NODE_STATE = {
+    states.PENDING: PENDING,
+    states.EXECUTING: EXECUTING,
+    states.COMPLETED: COMPLETED,
+    states.COMPLETED_PARTIAL: COMPLETED,
+    states.EXPIRED: COMPLETED,
+    states.FAILED: FAILED,
+    states.CANCELLED: CANCELLED,
+}
+
+
+def vocabulary(name: str) -> Mapping[str, str]:
+    """The node vocabulary called ``name``, or a clear error."""
+    try:
+        return NODE_VOCABULARIES[name]
+    except KeyError:
+        raise ValueError(
+            f"unknown node vocabulary {name!r}; choose one of {', '.join(NODE_VOCABULARIES)}"
+        ) from None
 
 
 @dataclass
@@ -46,12 +90,13 @@ class NodeRun:
     skipped: bool = False
 
     @property
-    def status(self) -> str:
+    def state(self) -> str:
+        """The internal state; :meth:`to_api` spells it in the pipeline's vocabulary."""
         if self.skipped:
-            return NODE_SKIPPED
+            return SKIPPED
         if self.execution is None:
-            return "pending"
-        return _NODE_STATUS.get(self.execution.state, "executing")
+            return PENDING
+        return _NODE_STATE.get(self.execution.state, EXECUTING)
 
     @property
     def error(self) -> str | None:
@@ -60,12 +105,12 @@ class NodeRun:
             return None
         if execution.error is not None:
             return str(execution.error.to_api(execution.execution_id)["message"])
-        if execution.state == states.CANCELED:
+        if execution.state == states.CANCELLED:
             return "execution was cancelled"
         return None
 
-    def to_api(self) -> dict[str, Any]:
-        status: dict[str, Any] = {"status": self.status}
+    def to_api(self, vocabulary: Mapping[str, str]) -> dict[str, Any]:
+        status: dict[str, Any] = {"status": vocabulary[self.state]}
         if self.execution is not None:
             status["execution_id"] = self.execution.execution_id
         if self.spec.kind == VIEW_REFRESH:
@@ -85,21 +130,21 @@ class NodeRun:
 class PipelineRun:
     pipeline_execution_id: str
     nodes: list[NodeRun]
-    final_status: str | None = None
+    vocabulary: Mapping[str, str] = field(default_factory=lambda: NODE_VOCABULARIES[DEFAULT_NODE_VOCABULARY])
     error: str | None = None
     finished: asyncio.Event = field(default_factory=asyncio.Event)
 
     @property
     def status(self) -> str:
-        if self.final_status is not None:
-            return self.final_status
+        if self.finished.is_set():
+            return PIPELINE_COMPLETED
         started = any(node.execution is not None for node in self.nodes)
         return PIPELINE_EXECUTING if started else PIPELINE_PENDING
 
     def to_status(self) -> dict[str, Any]:
         body: dict[str, Any] = {
             "status": self.status,
-            "node_executions": [node.to_api() for node in self.nodes],
+            "node_executions": [node.to_api(self.vocabulary) for node in self.nodes],
         }
         if self.error is not None:
             body["error"] = self.error
@@ -116,9 +161,16 @@ def render_nodes(catalog: Catalog, specs: list[NodeSpec]) -> list[NodeRun]:
 
 
 class PipelineService:
-    def __init__(self, executions: ExecutionService, catalog: Catalog, max_pipelines: int = 10_000) -> None:
+    def __init__(
+        self,
+        executions: ExecutionService,
+        catalog: Catalog,
+        node_vocabulary: Mapping[str, str] = NODE_VOCABULARIES[DEFAULT_NODE_VOCABULARY],
+        max_pipelines: int = 10_000,
+    ) -> None:
         self.executions = executions
         self.catalog = catalog
+        self.vocabulary = node_vocabulary
         # Past this many pipeline runs, the oldest finished ones are forgotten (404 from then on).
         self.max_pipelines = max_pipelines
         self.pipelines: dict[str, PipelineRun] = {}
@@ -129,7 +181,7 @@ class PipelineService:
 
     def start(self, nodes: list[NodeRun]) -> PipelineRun:
         forget_oldest_finished(self.pipelines, self.max_pipelines - 1, lambda old: old.finished.is_set())
-        run = PipelineRun(new_ulid(), nodes)
+        run = PipelineRun(new_ulid(), nodes, self.vocabulary)
         self.pipelines[run.pipeline_execution_id] = run
         task = asyncio.get_running_loop().create_task(self._run(run))
         self._tasks.add(task)
@@ -147,7 +199,7 @@ class PipelineService:
         )
         view = self.catalog.views.get(spec.view_name or "")
         if view is not None:
-            view.last_execution_id = execution.execution_id
+            view.record_execution(execution.execution_id)
         return execution
 
     async def _run(self, run: PipelineRun) -> None:
@@ -158,7 +210,7 @@ class PipelineService:
                 if (
                     node.execution is None
                     and not node.skipped
-                    and all(by_id[dep].status == "completed" for dep in node.spec.dependencies)
+                    and all(by_id[dep].state == COMPLETED for dep in node.spec.dependencies)
                 ):
                     node.execution = self._submit(node)
                     running[asyncio.ensure_future(node.execution.finished.wait())] = node
@@ -167,22 +219,18 @@ class PipelineService:
             done, _ = await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
             for finished in done:
                 node = running.pop(finished)
-                if node.status != "completed":
+                if node.state != COMPLETED:
                     _skip_downstream(run.nodes, node.spec.node_id)
         self._finish(run)
 
     @staticmethod
     def _finish(run: PipelineRun) -> None:
-        failed = [node for node in run.nodes if node.status == "failed"]
-        cancelled = [node for node in run.nodes if node.status == "cancelled"]
+        failed = [node for node in run.nodes if node.state == FAILED]
+        cancelled = [node for node in run.nodes if node.state == CANCELLED]
         if failed:
-            run.final_status = PIPELINE_FAILED
             run.error = "; ".join(f"{node.spec.describe()} failed: {node.error}" for node in failed)
         elif cancelled:
-            run.final_status = PIPELINE_CANCELLED
             run.error = "; ".join(f"{node.spec.describe()} was cancelled" for node in cancelled)
-        else:
-            run.final_status = PIPELINE_COMPLETED
         run.finished.set()
 
 

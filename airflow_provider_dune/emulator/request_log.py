@@ -16,6 +16,10 @@ class RequestLogEntry:
     status: int | None  # None: the connection was dropped without a response
     key_in_url: bool
     fault: str | None
+    # "low" or "high": which of the plan's budgets the request counts against (Dune API only).
+    endpoint_class: str | None = None
+    # Refused with 429 because the key's plan budget for that class was spent.
+    rate_limited: bool = False
 
 
 class RequestLog:
@@ -45,6 +49,8 @@ class RequestLog:
         status: int | None = None,
         fault: str | None = None,
         key_in_url: bool | None = None,
+        endpoint_class: str | None = None,
+        rate_limited: bool | None = None,
     ) -> list[RequestLogEntry]:
         wanted_method = method.upper() if method else None
         return [
@@ -55,6 +61,8 @@ class RequestLog:
             and (status is None or entry.status == status)
             and (fault is None or entry.fault == fault)
             and (key_in_url is None or entry.key_in_url == key_in_url)
+            and (endpoint_class is None or entry.endpoint_class == endpoint_class)
+            and (rate_limited is None or entry.rate_limited == rate_limited)
         ]
 
     def count(
@@ -64,8 +72,10 @@ class RequestLog:
         status: int | None = None,
         fault: str | None = None,
         key_in_url: bool | None = None,
+        endpoint_class: str | None = None,
+        rate_limited: bool | None = None,
     ) -> int:
-        return len(self.filter(method, path_prefix, status, fault, key_in_url))
+        return len(self.filter(method, path_prefix, status, fault, key_in_url, endpoint_class, rate_limited))
 
     def __len__(self) -> int:
         with self._lock:

@@ -25,6 +25,9 @@ DEFAULT_PAGE_ROWS = 100_000
 # in memory, so a limit of a billion must not mean a billion rows. The page then says where the
 # next one starts, as any page does.
 MAX_PAGE_ROWS = 250_000
+# A page of more datapoints (rows x columns) is refused unless the request sets
+# ignore_max_datapoints_per_request=true: Dune's guard against spending all credits in one call.
+MAX_DATAPOINTS_PER_REQUEST = 250_000
 
 
 @dataclass(frozen=True)
@@ -35,17 +38,22 @@ class PageRequest:
     filters: str | None
     sort_by: str | None
     sample_count: int | None
+    ignore_max_datapoints: bool = False
+
+
+def _flag(request: web.Request, name: str) -> bool:
+    return request.query.get(name, "").lower() == "true"
 
 
 def parse_page_request(request: web.Request, execution: Execution) -> PageRequest:
-    if (
-        execution.state == COMPLETED_PARTIAL
-        and request.query.get("allow_partial_results", "").lower() != "true"
-    ):
+    if execution.state == COMPLETED_PARTIAL and not _flag(request, "allow_partial_results"):
         raise ApiError(
             400,
             "the result of this execution is partial (too large); set allow_partial_results=true to fetch it",
         )
+    sample_count = query_int(request, "sample_count", None, minimum=1)
+    if sample_count is not None and any(name in request.query for name in ("limit", "offset", "filters")):
+        raise ApiError(400, "sample_count cannot be combined with limit, offset or filters")
     limit = query_int(request, "limit", DEFAULT_PAGE_ROWS, minimum=1)
     offset = query_int(request, "offset", 0)
     columns_param = request.query.get("columns")
@@ -56,24 +64,29 @@ def parse_page_request(request: web.Request, execution: Execution) -> PageReques
         raise ApiError(400, f"unknown columns: {', '.join(unknown)}")
     sample_count = query_int(request, "sample_count", None, minimum=1)
     return PageRequest(
-        limit=min(limit or DEFAULT_PAGE_ROWS, MAX_PAGE_ROWS),
+        limit=min(sample_count or limit or DEFAULT_PAGE_ROWS, MAX_PAGE_ROWS),
         offset=offset or 0,
         columns=columns,
         filters=request.query.get("filters") or None,
         sort_by=request.query.get("sort_by") or None,
         sample_count=None if sample_count is None else min(sample_count, MAX_PAGE_ROWS),
+        ignore_max_datapoints=_flag(request, "ignore_max_datapoints_per_request"),
     )
 
 
 async def fetch_page(engine: SqlEngine, execution: Execution, page: PageRequest) -> Page:
+    """The rows asked for; refused (400) when they are more datapoints than one request may carry."""
     assert execution.result is not None
+    width = len(page.columns or execution.result.column_names) or 1
+    allowed_rows = MAX_DATAPOINTS_PER_REQUEST // width
+    limit = page.limit if page.ignore_max_datapoints else min(page.limit, allowed_rows + 1)
     try:
-        return await engine.call_capped(
+        result = await engine.call_capped(
             SqlJob(),
             engine.page,
             execution.result.table,
             page.columns,
-            page.limit,
+            limit,
             page.offset,
             page.filters,
             page.sort_by,
@@ -81,19 +94,30 @@ async def fetch_page(engine: SqlEngine, execution: Execution, page: PageRequest)
         )
     except Exception as exc:  # a bad filters/sort_by fragment is the client's mistake, not ours
         raise ApiError(400, f"invalid results request: {exc}") from exc
+    if not page.ignore_max_datapoints and len(result.rows) > allowed_rows:
+        raise ApiError(
+            400,
+            f"this request would return more than {MAX_DATAPOINTS_PER_REQUEST:,} datapoints (rows x "
+            f"columns; {width} columns allow {allowed_rows:,} rows); request fewer rows with limit or "
+            "fewer columns, or set ignore_max_datapoints_per_request=true",
+        )
+    return result
 
 
 def next_offset(page: PageRequest, result: Page) -> int | None:
+    if page.sample_count is not None:
+        return None
     following = page.offset + len(result.rows)
     return following if following < result.total_row_count and result.rows else None
 
 
-def next_uri(request: web.Request, origin: str, offset: int) -> str:
+def next_uri(request: web.Request, origin: str, offset: int, path: str | None = None) -> str:
     """The following page on the emulator's own address (``origin``), never the request's Host
-    header, keeping the caller's paging options but never an api_key."""
+    header, keeping the caller's paging options but never an api_key; on ``path`` when given
+    (the latest result's pages continue on its execution's results)."""
     params = {key: value for key, value in request.query.items() if key not in ("api_key", "offset")}
     params["offset"] = str(offset)
-    return origin + request.rel_url.raw_path + "?" + urlencode(params)
+    return origin + (path if path is not None else request.rel_url.raw_path) + "?" + urlencode(params)
 
 
 def json_value(value: Any) -> Any:
@@ -125,14 +149,7 @@ def json_page_body(execution: Execution, result: Page, offset: int | None, uri: 
     metadata.update(
         column_names=names, column_types=result.column_types, total_row_count=result.total_row_count
     )
-    body: dict[str, Any] = {
-        "execution_id": execution.execution_id,
-        "query_id": execution.query_id,
-        "is_execution_finished": True,
-        "state": execution.state,
-        **execution.timing_fields(),
-        "result": {"rows": rows, "metadata": metadata},
-    }
+    body: dict[str, Any] = {**execution.to_results_envelope(), "result": {"rows": rows, "metadata": metadata}}
     if offset is not None and uri is not None:
         body["next_offset"] = offset
         body["next_uri"] = uri

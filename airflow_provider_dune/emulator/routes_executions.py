@@ -1,4 +1,5 @@
-"""Single query executions: execute, status, results (JSON and CSV), cancel."""
+"""Single query executions: execute, status, results (JSON and CSV), cancel; and a query's
+latest result (``/v1/query/{id}/results``), served from its most recent finished execution."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from typing import Any
 from aiohttp import web
 
 from airflow_provider_dune.emulator.catalog import PERFORMANCE_TIERS, CatalogError
-from airflow_provider_dune.emulator.executions import RESULT_STATES, Execution
+from airflow_provider_dune.emulator.executions import CREDIT_LIMIT_MESSAGE, RESULT_STATES, Execution
 from airflow_provider_dune.emulator.http_support import ApiError, json_body, json_response, path_int, state_of
 from airflow_provider_dune.emulator.results import (
     csv_page_body,
@@ -17,16 +18,28 @@ from airflow_provider_dune.emulator.results import (
     next_uri,
     parse_page_request,
 )
+from airflow_provider_dune.emulator.state import EmulatorState
 
 # Ad-hoc SQL has no saved query behind it.
 AD_HOC_QUERY_ID = 0
+# Dune's words for a query the key may not run.
+NOT_ALLOWED_TO_EXECUTE = "Not allowed to execute query. Query is archived, unsaved or not enough permissions"
 
 
 def performance_of(body: dict[str, Any]) -> str:
-    performance = body.get("performance") or "medium"
+    """The requested engine tier; Dune's default when the request names none."""
+    performance = body.get("performance")
+    if performance is None:
+        return "medium"
     if performance not in PERFORMANCE_TIERS:
         raise ApiError(400, f"performance must be one of {', '.join(PERFORMANCE_TIERS)}, got {performance!r}")
     return str(performance)
+
+
+def require_credits(state: EmulatorState, performances: list[str]) -> None:
+    """402 before any work when the executions would pass the account's credit limit."""
+    if not state.executions.can_afford(performances):
+        raise ApiError(402, CREDIT_LIMIT_MESSAGE)
 
 
 def query_parameters_of(body: dict[str, Any]) -> dict[str, Any]:
@@ -47,11 +60,14 @@ async def execute_query(request: web.Request) -> web.Response:
     query = state.catalog.queries.get(query_id)
     if query is None:
         raise ApiError(404, f"query {query_id} not found")
+    if query.is_archived:
+        raise ApiError(403, NOT_ALLOWED_TO_EXECUTE)
     performance = performance_of(body)
     try:
         sql = query.render_sql(query_parameters_of(body))
     except CatalogError as exc:
         raise ApiError(400, str(exc)) from exc
+    require_credits(state, [performance])
     return _submitted(state.executions.submit(query_id, sql, performance, query.execution_seconds))
 
 
@@ -61,7 +77,9 @@ async def execute_sql(request: web.Request) -> web.Response:
     sql = body.get("sql")
     if not isinstance(sql, str) or not sql.strip():
         raise ApiError(400, "sql must be a non-empty string")
-    return _submitted(state.executions.submit(AD_HOC_QUERY_ID, sql, performance_of(body)))
+    performance = performance_of(body)
+    require_credits(state, [performance])
+    return _submitted(state.executions.submit(AD_HOC_QUERY_ID, sql, performance))
 
 
 def _execution(request: web.Request) -> Execution:
@@ -82,23 +100,42 @@ async def cancel_execution(request: web.Request) -> web.Response:
     return json_response({"success": True})
 
 
-async def execution_results(request: web.Request) -> web.Response:
+def _latest(request: web.Request) -> Execution:
+    query_id = path_int(request, "query_id")
     state = state_of(request)
-    execution = _execution(request)
+    if query_id not in state.catalog.queries:
+        raise ApiError(404, f"query {query_id} not found")
+    execution = state.executions.latest_result(query_id)
+    if execution is None:
+        raise ApiError(404, f"query {query_id} has no result yet: execute it first")
+    return execution
+
+
+def _pages_path(execution: Execution, suffix: str) -> str:
+    # The latest result's following pages are its execution's: a newer run of the query while a
+    # client pages through cannot mix two results.
+    return f"/api/v1/execution/{execution.execution_id}/results{suffix}"
+
+
+async def _json_results(request: web.Request, execution: Execution) -> web.Response:
+    state = state_of(request)
     if execution.state not in RESULT_STATES:
-        # Not finished, failed, cancelled or expired: the status fields without a result.
-        return json_response(execution.to_status())
+        # Not finished, failed, cancelled or expired: what is known of the execution, no result.
+        return json_response(execution.to_results_envelope())
     page = parse_page_request(request, execution)
     result = await fetch_page(state.engine, execution, page)
     following = next_offset(page, result)
-    uri = next_uri(request, state.origin, following) if following is not None else None
+    uri = (
+        next_uri(request, state.origin, following, _pages_path(execution, ""))
+        if following is not None
+        else None
+    )
     body = await state.engine.call(json_page_body, execution, result, following, uri)
     return web.Response(body=body, content_type="application/json")
 
 
-async def execution_results_csv(request: web.Request) -> web.Response:
+async def _csv_results(request: web.Request, execution: Execution) -> web.Response:
     state = state_of(request)
-    execution = _execution(request)
     if execution.state not in RESULT_STATES:
         raise ApiError(400, f"execution {execution.execution_id} has no result (state {execution.state})")
     page = parse_page_request(request, execution)
@@ -108,10 +145,26 @@ async def execution_results_csv(request: web.Request) -> web.Response:
     if following is not None:
         headers = {
             "X-Dune-Next-Offset": str(following),
-            "X-Dune-Next-Uri": next_uri(request, state.origin, following),
+            "X-Dune-Next-Uri": next_uri(request, state.origin, following, _pages_path(execution, "/csv")),
         }
     body = await state.engine.call(csv_page_body, result)
     return web.Response(body=body, content_type="text/csv", headers=headers)
+
+
+async def execution_results(request: web.Request) -> web.Response:
+    return await _json_results(request, _execution(request))
+
+
+async def execution_results_csv(request: web.Request) -> web.Response:
+    return await _csv_results(request, _execution(request))
+
+
+async def latest_results(request: web.Request) -> web.Response:
+    return await _json_results(request, _latest(request))
+
+
+async def latest_results_csv(request: web.Request) -> web.Response:
+    return await _csv_results(request, _latest(request))
 
 
 def add_routes(app: web.Application) -> None:
@@ -121,3 +174,5 @@ def add_routes(app: web.Application) -> None:
     app.router.add_get("/api/v1/execution/{execution_id}/results", execution_results)
     app.router.add_get("/api/v1/execution/{execution_id}/results/csv", execution_results_csv)
     app.router.add_post("/api/v1/execution/{execution_id}/cancel", cancel_execution)
+    app.router.add_get("/api/v1/query/{query_id}/results", latest_results)
+    app.router.add_get("/api/v1/query/{query_id}/results/csv", latest_results_csv)

@@ -15,6 +15,7 @@ from airflow_provider_dune.emulator.pipeline_specs import (
     parse_explicit_nodes,
 )
 from airflow_provider_dune.emulator.pipelines import render_nodes
+from airflow_provider_dune.emulator.routes_executions import require_credits
 from airflow_provider_dune.emulator.state import EmulatorState
 
 
@@ -23,6 +24,7 @@ def _start(state: EmulatorState, specs: list[NodeSpec]) -> web.Response:
         nodes = render_nodes(state.catalog, specs)
     except CatalogError as exc:
         raise ApiError(400, str(exc)) from exc
+    require_credits(state, [spec.performance for spec in specs])
     run = state.pipelines.start(nodes)
     return json_response({"pipeline_execution_id": run.pipeline_execution_id})
 
@@ -57,7 +59,7 @@ async def query_pipeline(request: web.Request) -> web.Response:
     if query_id not in state.catalog.queries:
         raise ApiError(404, f"query {query_id} not found")
     specs = _lineage(state, query_id, {})
-    return json_response({"query_id": query_id, "pipeline": {"nodes": [spec.to_api() for spec in specs]}})
+    return json_response({"pipeline": {"nodes": [spec.to_api() for spec in specs]}})
 
 
 async def execute_query_pipeline(request: web.Request) -> web.Response:

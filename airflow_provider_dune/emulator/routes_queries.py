@@ -1,4 +1,4 @@
-"""Query management: create, read, update saved queries."""
+"""Query management: create, read, update, archive and make private saved queries."""
 
 from __future__ import annotations
 
@@ -61,6 +61,7 @@ async def update_query(request: web.Request) -> web.Response:
     sql = _string(body, "query_sql") if "query_sql" in body else query.sql
     parameters = _parameters(body) if "parameters" in body else query.parameters
     query.name, query.sql, query.parameters = name, sql, parameters
+    query.version += 1
     if "description" in body:
         query.description = str(body["description"] or "")
     if "is_private" in body:
@@ -68,7 +69,22 @@ async def update_query(request: web.Request) -> web.Response:
     return json_response({"query_id": query.query_id})
 
 
+def _setter(field: str, value: bool) -> Any:
+    async def handler(request: web.Request) -> web.Response:
+        query = _query(request)
+        setattr(query, field, value)
+        return json_response({"query_id": query.query_id})
+
+    return handler
+
+
 def add_routes(app: web.Application) -> None:
     app.router.add_post("/api/v1/query", create_query)
+    # Dune serves the collection with a trailing slash too; the official SDK's create_query uses it.
+    app.router.add_post("/api/v1/query/", create_query)
+    app.router.add_post("/api/v1/query/{query_id}/archive", _setter("is_archived", True))
+    app.router.add_post("/api/v1/query/{query_id}/unarchive", _setter("is_archived", False))
+    app.router.add_post("/api/v1/query/{query_id}/private", _setter("is_private", True))
+    app.router.add_post("/api/v1/query/{query_id}/unprivate", _setter("is_private", False))
     app.router.add_get("/api/v1/query/{query_id}", read_query)
     app.router.add_patch("/api/v1/query/{query_id}", update_query)

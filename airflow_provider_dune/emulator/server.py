@@ -36,7 +36,8 @@ from airflow_provider_dune.emulator.maia_state import (
     DEFAULT_PROJECT_ID,
     MaiaService,
 )
-from airflow_provider_dune.emulator.pipelines import PipelineService
+from airflow_provider_dune.emulator.pipelines import DEFAULT_NODE_VOCABULARY, PipelineService, vocabulary
+from airflow_provider_dune.emulator.rate_limits import RateBudget, RatePlan, resolve_plan
 from airflow_provider_dune.emulator.request_log import RequestLog
 from airflow_provider_dune.emulator.routes_maia import MAIA_TOKEN_PATH
 from airflow_provider_dune.emulator.sql_engine import (
@@ -73,6 +74,9 @@ class DuneEmulator:
         maia_client_secret: str | None = None,
         maia_execution_seconds: float | None = None,
         maia_token_seconds: int = 1800,
+        plan: str | RatePlan | None = None,
+        credit_limit: float | None = None,
+        node_vocabulary: str = DEFAULT_NODE_VOCABULARY,
         *,
         allow_remote: bool = False,
         allowed_hosts: Iterable[str] = (),
@@ -85,6 +89,10 @@ class DuneEmulator:
             raise ValueError("execution_seconds must be >= 0")
         if not sql_timeout_seconds > 0 or max_executions < 1 or max_result_bytes < 1:
             raise ValueError("sql_timeout_seconds, max_executions and max_result_bytes must be positive")
+        # Checked here, so a typo fails at construction rather than in the server thread.
+        self._plan = resolve_plan(plan)
+        self._node_vocabulary = vocabulary(node_vocabulary)
+        self._credit_limit = credit_limit
         if not is_loopback(host):
             if not allow_remote:
                 raise ValueError(
@@ -191,6 +199,7 @@ class DuneEmulator:
             engine,
             self._execution_seconds,
             self._max_result_rows,
+            self._credit_limit,
             max_executions=self._max_executions,
             max_result_bytes=self._max_result_bytes,
         )
@@ -199,10 +208,13 @@ class DuneEmulator:
             catalog=catalog,
             engine=engine,
             executions=executions,
-            pipelines=PipelineService(executions, catalog, max_pipelines=self._max_executions),
+            pipelines=PipelineService(
+                executions, catalog, self._node_vocabulary, max_pipelines=self._max_executions
+            ),
             faults=self._faults,
             request_log=self._request_log,
             hosts=self._hosts,
+            rate_budget=RateBudget(self._plan) if self._plan is not None else None,
         )
         try:
             state.materialize_catalog_views()
@@ -362,6 +374,16 @@ class DuneEmulator:
         self._faults.set_rules(None)
 
     @property
+    def plan(self) -> RatePlan | None:
+        """The rate plan whose per-minute budgets the API enforces (``None``: no limits)."""
+        return self._plan
+
+    @property
+    def credits_used(self) -> float:
+        """Credits charged so far: every execution started (query, SQL, refresh, pipeline node)."""
+        return float(self._require_state().executions.credits_used)
+
+    @property
     def execution_seconds(self) -> float:
         return self._execution_seconds
 
@@ -414,7 +436,7 @@ class DuneEmulator:
             lambda: self.pipeline_status(pipeline_execution_id),
             "status",
             timeout,
-            finished=lambda status: status in ("completed", "failed", "cancelled"),
+            finished=lambda status: status == "completed",
         )
 
     @staticmethod

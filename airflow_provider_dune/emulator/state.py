@@ -13,6 +13,7 @@ from airflow_provider_dune.emulator.faults import FaultInjector
 from airflow_provider_dune.emulator.host_check import AllowedHosts
 from airflow_provider_dune.emulator.ids import new_ulid
 from airflow_provider_dune.emulator.pipelines import PipelineService
+from airflow_provider_dune.emulator.rate_limits import RateBudget
 from airflow_provider_dune.emulator.request_log import RequestLog
 from airflow_provider_dune.emulator.sql_engine import ResultInfo, SqlEngine
 
@@ -32,6 +33,7 @@ class EmulatorState:
     hosts: AllowedHosts = field(default_factory=lambda: AllowedHosts("127.0.0.1"))
     # http://<bound host>:<port>, once serving: what next_uri is built from (never the Host header).
     origin: str = ""
+    rate_budget: RateBudget | None = None
 
     def materialize_catalog_views(self) -> None:
         """Blocking, before serving: views exist on Dune before anyone refreshes them, so a query

@@ -9,12 +9,13 @@ with Airflow's secret masker the moment it is read.
 
 from __future__ import annotations
 
+import csv
 import json
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from functools import partial
 from typing import Any, TypeVar
-from urllib.parse import parse_qsl, unquote, urljoin, urlsplit
+from urllib.parse import urlsplit
 
 from airflow.providers.common.compat.sdk import mask_secret
 
@@ -37,6 +38,11 @@ from airflow_provider_dune.hooks.http import (
 )
 from airflow_provider_dune.hooks.http import close_shared_async_session as close_shared_async_session
 from airflow_provider_dune.hooks.http import shared_async_session as shared_async_session
+from airflow_provider_dune.hooks.result_paging import (
+    DEFAULT_RESULT_PAGE_ROWS,
+    ResultOptions,
+    next_page,
+)
 from airflow_provider_dune.hooks.retry import RetryPolicy
 from airflow_provider_dune.models.dune import (
     ExecutionStatus,
@@ -45,6 +51,10 @@ from airflow_provider_dune.models.dune import (
     QueryPipeline,
     ResultPage,
     ViewRefresh,
+    ViewUpsert,
+    check_cron_expression,
+    check_full_view_name,
+    check_short_view_name,
     parse_execution_status,
     parse_materialized_view,
     parse_materialized_view_page,
@@ -52,8 +62,9 @@ from airflow_provider_dune.models.dune import (
     parse_query_pipeline,
     parse_result_page,
     parse_view_refresh,
+    parse_view_upsert,
 )
-from airflow_provider_dune.models.pipeline_spec import build_pipeline_request, check_performance
+from airflow_provider_dune.models.pipeline_spec import build_pipeline_request, performance_field
 from airflow_provider_dune.validation import log_safe, positive_count, positive_seconds
 
 DEFAULT_BASE_URL = "https://api.dune.com/api"
@@ -65,8 +76,6 @@ DEFAULT_SETTINGS: dict[str, float] = {
     "retry_max_seconds": 300.0,  # give up retrying after this long
 }
 _MAX_ERROR_TEXT = 300
-# Rows per results request; the official client uses the same page size.
-DEFAULT_RESULT_PAGE_ROWS = 32_000
 
 
 @dataclass(frozen=True)
@@ -288,7 +297,8 @@ class DuneHook(HttpServiceHook[_Credentials]):
         creds = self._credentials()
         headers = self._headers(creds)
         if raw:
-            headers["Accept"] = "text/csv, */*"
+            # A copy: the cached headers serve every later JSON call of this hook.
+            headers = {**headers, "Accept": "text/csv, */*"}
         return self._call(
             method,
             creds.base_url + path,
@@ -348,13 +358,15 @@ class DuneHook(HttpServiceHook[_Credentials]):
         *,
         query_id: int | None = None,
         nodes: list[Mapping[str, Any]] | None = None,
-        performance: str = "medium",
+        performance: str | None = None,
         query_parameters: Mapping[str, Any] | None = None,
     ) -> str:
         """Start a pipeline and return its ``pipeline_execution_id``.
 
         Either ``query_id`` (Dune builds the pipeline from the query's lineage) or ``nodes``
-        (an explicit pipeline). The body is validated before anything is sent.
+        (an explicit pipeline). ``performance`` (``medium`` or ``large``) is sent only when given;
+        with ``nodes`` it is the tier of each node that sets none. The body is validated before
+        anything is sent.
         """
         body = build_pipeline_request(
             query_id=query_id, nodes=nodes, performance=performance, query_parameters=query_parameters
@@ -390,6 +402,34 @@ class DuneHook(HttpServiceHook[_Credentials]):
         payload = await self._arequest("POST", f"/v1/execution/{_path_id(execution_id)}/cancel", urgent=True)
         return bool(isinstance(payload, Mapping) and payload.get("success"))
 
+    def execute_query(
+        self,
+        query_id: int | str,
+        *,
+        query_parameters: Mapping[str, Any] | None = None,
+        performance: str | None = None,
+    ) -> str:
+        """Run a saved query (``POST /v1/query/{id}/execute``) and return its ``execution_id``.
+
+        ``performance`` (``medium`` or ``large``) is sent only when given.
+        """
+        request = build_pipeline_request(
+            query_id=query_id, performance=performance, query_parameters=query_parameters
+        )
+        path = f"/v1/query/{request.pop('query_id')}/execute"
+        payload = self._request("POST", path, starts_work=True, json_body=request)
+        return _started_id(payload, "execution_id", path)
+
+    def execute_sql(self, sql: str, *, performance: str | None = None) -> str:
+        """Run an ad-hoc SQL statement (``POST /v1/sql/execute``) and return its ``execution_id``."""
+        if not isinstance(sql, str) or not sql.strip():
+            raise DuneConfigurationError("sql must be a non-empty SQL statement.")
+        body = {"sql": sql, **performance_field(performance)}
+        payload = self._request("POST", "/v1/sql/execute", starts_work=True, json_body=body)
+        return _started_id(payload, "execution_id", "/v1/sql/execute")
+
+    # ------------------------------------------------------------------ API: results
+
     def get_result_page(self, execution_id: str, *, limit: int = 1000, offset: int = 0) -> ResultPage:
         """One page of an execution's result rows (JSON), ``limit`` rows from ``offset``."""
         positive_count(limit, "limit")
@@ -402,29 +442,6 @@ class DuneHook(HttpServiceHook[_Credentials]):
         )
         return parse_result_page(execution_id, payload)
 
-    def execute_query(
-        self,
-        query_id: int | str,
-        *,
-        query_parameters: Mapping[str, Any] | None = None,
-        performance: str = "medium",
-    ) -> str:
-        """Run a saved query (``POST /v1/query/{id}/execute``) and return its ``execution_id``."""
-        request = build_pipeline_request(
-            query_id=query_id, performance=performance, query_parameters=query_parameters
-        )
-        path = f"/v1/query/{request.pop('query_id')}/execute"
-        payload = self._request("POST", path, starts_work=True, json_body=request)
-        return _started_id(payload, "execution_id", path)
-
-    def execute_sql(self, sql: str, *, performance: str = "medium") -> str:
-        """Run an ad-hoc SQL statement (``POST /v1/sql/execute``) and return its ``execution_id``."""
-        if not isinstance(sql, str) or not sql.strip():
-            raise DuneConfigurationError("sql must be a non-empty SQL statement.")
-        body = {"sql": sql, "performance": check_performance(performance)}
-        payload = self._request("POST", "/v1/sql/execute", starts_work=True, json_body=body)
-        return _started_id(payload, "execution_id", "/v1/sql/execute")
-
     def iter_result_pages(
         self,
         execution_id: str,
@@ -434,22 +451,29 @@ class DuneHook(HttpServiceHook[_Credentials]):
         sort_by: str | Sequence[str] | None = None,
         page_size: int = DEFAULT_RESULT_PAGE_ROWS,
         allow_partial_results: bool = False,
+        ignore_max_datapoints_per_request: bool = False,
+        sample_count: int | None = None,
     ) -> Iterator[ResultPage]:
         """Every page of an execution's JSON result, one request per page, read lazily.
 
+        Pages hold ``page_size`` rows at most, and no more than Dune's 250,000 datapoints
+        (rows x columns) allow unless ``ignore_max_datapoints_per_request``; the column count
+        comes from the execution's status (read once, or reused when this hook just read it).
         Follows ``next_uri`` when it points back at the connection's base URL (never sending the
-        key anywhere else), else ``next_offset``. Only one page is held at a time.
+        key anywhere else), else ``next_offset``. Only one page is held at a time. The options
+        are those of :class:`~airflow_provider_dune.hooks.result_paging.ResultOptions`.
         """
-        path = f"/v1/execution/{_path_id(execution_id)}/results"
-        params: dict[str, Any] | None = _result_params(
-            columns, filters, sort_by, page_size, allow_partial_results
+        options = ResultOptions(
+            columns,
+            filters,
+            sort_by,
+            page_size,
+            allow_partial_results,
+            ignore_max_datapoints_per_request,
+            sample_count,
         )
-        while params is not None:
-            page = parse_result_page(execution_id, self._request("GET", path, params=params))
-            yield page
-            if page.next_offset is None and page.next_uri is None:
-                return
-            path, params = self._next_page(path, params, page.next_offset, page.next_uri)
+        path = f"/v1/execution/{_path_id(execution_id)}/results"
+        yield from self._json_pages(execution_id, path, options, self._column_count(execution_id, options))
 
     def iter_results(
         self,
@@ -460,14 +484,18 @@ class DuneHook(HttpServiceHook[_Credentials]):
         sort_by: str | Sequence[str] | None = None,
         page_size: int = DEFAULT_RESULT_PAGE_ROWS,
         allow_partial_results: bool = False,
+        ignore_max_datapoints_per_request: bool = False,
+        sample_count: int | None = None,
     ) -> Iterator[dict[str, Any]]:
-        """Every row of an execution's result, fetched ``page_size`` rows at a time.
+        """Every row of an execution's result, read page by page as :meth:`iter_result_pages` does.
 
         :param columns: only these columns (Dune's ``columns`` parameter).
         :param filters: a SQL-like ``WHERE`` fragment applied by Dune, e.g. ``"block_number > 100"``.
         :param sort_by: ``"col desc"`` or a list of them.
-        :param page_size: rows per request (Dune's ``limit``).
+        :param page_size: rows per request at most (Dune's ``limit``).
         :param allow_partial_results: read a truncated (``COMPLETED_PARTIAL``) result.
+        :param ignore_max_datapoints_per_request: lift Dune's 250,000 datapoints per request.
+        :param sample_count: a random sample of this many rows instead of the whole result.
         """
         for page in self.iter_result_pages(
             execution_id,
@@ -476,6 +504,8 @@ class DuneHook(HttpServiceHook[_Credentials]):
             sort_by=sort_by,
             page_size=page_size,
             allow_partial_results=allow_partial_results,
+            ignore_max_datapoints_per_request=ignore_max_datapoints_per_request,
+            sample_count=sample_count,
         ):
             yield from page.rows
 
@@ -488,53 +518,168 @@ class DuneHook(HttpServiceHook[_Credentials]):
         sort_by: str | Sequence[str] | None = None,
         page_size: int = DEFAULT_RESULT_PAGE_ROWS,
         allow_partial_results: bool = False,
+        ignore_max_datapoints_per_request: bool = False,
+        sample_count: int | None = None,
     ) -> Iterator[bytes]:
         """The result as CSV, one chunk per page: the header line once, then each page's rows.
 
-        The chunks joined are one valid CSV file. Pages are followed through Dune's
-        ``X-Dune-Next-Uri`` / ``X-Dune-Next-Offset`` headers.
+        The chunks joined are one valid CSV file. Pages are sized as in :meth:`iter_result_pages`
+        and followed through Dune's ``X-Dune-Next-Uri`` / ``X-Dune-Next-Offset`` headers.
         """
-        path = f"/v1/execution/{_path_id(execution_id)}/results/csv"
-        params: dict[str, Any] | None = _result_params(
-            columns, filters, sort_by, page_size, allow_partial_results
+        options = ResultOptions(
+            columns,
+            filters,
+            sort_by,
+            page_size,
+            allow_partial_results,
+            ignore_max_datapoints_per_request,
+            sample_count,
         )
+        path = f"/v1/execution/{_path_id(execution_id)}/results/csv"
+        yield from self._csv_pages(path, options, self._column_count(execution_id, options))
+
+    # ------------------------------------------------------------------ API: a query's latest result
+
+    def get_latest_result(self, query_id: int | str, *, allow_partial_results: bool = False) -> ResultPage:
+        """What Dune holds as a query's latest result, without running it (no execution credits).
+
+        One row of it (``GET /v1/query/{query_id}/results?limit=1``): the page's ``execution_id``,
+        ``state``, ``execution_ended_at`` and ``total_row_count`` say which execution it is, when it
+        ended and how big it is. Dune answers 404 (:class:`~airflow_provider_dune.exceptions.DuneApiError`)
+        for a query that never ran.
+        """
+        qid = build_pipeline_request(query_id=query_id)["query_id"]
+        params = ResultOptions(allow_partial_results=allow_partial_results).first_params(None)
+        payload = self._request("GET", f"/v1/query/{qid}/results", params=params)
+        return parse_result_page(f"(latest result of query {qid})", payload)
+
+    def iter_latest_result_pages(
+        self,
+        query_id: int | str,
+        *,
+        columns: Sequence[str] | None = None,
+        filters: str | None = None,
+        sort_by: str | Sequence[str] | None = None,
+        page_size: int = DEFAULT_RESULT_PAGE_ROWS,
+        allow_partial_results: bool = False,
+        ignore_max_datapoints_per_request: bool = False,
+        sample_count: int | None = None,
+    ) -> Iterator[ResultPage]:
+        """Every page of a query's latest result (``GET /v1/query/{query_id}/results``), lazily.
+
+        Like :meth:`iter_result_pages`, without running the query. Unless ``columns`` says how wide
+        the result is, the first page is a single row whose metadata sizes the rest; Dune's
+        ``next_uri`` then continues on the execution that produced the result, so a new run of
+        the query meanwhile does not mix two results. Each page names that ``execution_id``.
+        """
+        options = ResultOptions(
+            columns,
+            filters,
+            sort_by,
+            page_size,
+            allow_partial_results,
+            ignore_max_datapoints_per_request,
+            sample_count,
+        )
+        qid = build_pipeline_request(query_id=query_id)["query_id"]
+        path = f"/v1/query/{qid}/results"
+        yield from self._json_pages(f"(latest result of query {qid})", path, options, options.column_count)
+
+    def iter_latest_results(self, query_id: int | str, **options: Any) -> Iterator[dict[str, Any]]:
+        """Every row of a query's latest result; the options of :meth:`iter_latest_result_pages`."""
+        for page in self.iter_latest_result_pages(query_id, **options):
+            yield from page.rows
+
+    def iter_latest_results_csv(
+        self,
+        query_id: int | str,
+        *,
+        columns: Sequence[str] | None = None,
+        filters: str | None = None,
+        sort_by: str | Sequence[str] | None = None,
+        page_size: int = DEFAULT_RESULT_PAGE_ROWS,
+        allow_partial_results: bool = False,
+        ignore_max_datapoints_per_request: bool = False,
+        sample_count: int | None = None,
+    ) -> Iterator[bytes]:
+        """A query's latest result as CSV (``GET /v1/query/{query_id}/results/csv``), as
+        :meth:`iter_results_csv` reads an execution's; the first page's header sizes the rest."""
+        options = ResultOptions(
+            columns,
+            filters,
+            sort_by,
+            page_size,
+            allow_partial_results,
+            ignore_max_datapoints_per_request,
+            sample_count,
+        )
+        qid = build_pipeline_request(query_id=query_id)["query_id"]
+        yield from self._csv_pages(f"/v1/query/{qid}/results/csv", options, options.column_count)
+
+    # ------------------------------------------------------------------ paging
+
+    def _column_count(self, execution_id: str, options: ResultOptions) -> int | None:
+        """How wide an execution's result is: the chosen columns, or its status's column names
+        (the status this hook read last when it was this execution's, so no second read)."""
+        if (
+            options.column_count is not None
+            or options.sample_count
+            or options.ignore_max_datapoints_per_request
+        ):
+            return options.column_count
+        reader = self._last_status_reader
+        status = reader.parsed if reader is not None and reader.item_id == execution_id else None
+        if not isinstance(status, ExecutionStatus) or status.metadata is None:
+            status = self.get_execution_status(execution_id)
+        names = status.metadata.column_names if status.metadata else ()
+        return len(names) or None
+
+    def _json_pages(
+        self, execution_id: str, path: str, options: ResultOptions, column_count: int | None
+    ) -> Iterator[ResultPage]:
+        params = options.first_params(column_count)
+        while True:
+            page = parse_result_page(execution_id, self._request("GET", path, params=params))
+            yield page
+            if options.sample_count is not None or (page.next_offset is None and page.next_uri is None):
+                return
+            column_count = column_count or len(page.column_names) or None
+            path, params = next_page(
+                self._credentials().base_url,
+                path,
+                params,
+                page.next_offset,
+                page.next_uri,
+                options.rows_per_page(column_count),
+                self.log.warning,
+            )
+
+    def _csv_pages(self, path: str, options: ResultOptions, column_count: int | None) -> Iterator[bytes]:
+        params = options.first_params(column_count)
         first = True
-        while params is not None:
+        while True:
             reply: Reply = self._request("GET", path, params=params, raw=True)
-            body = reply.body
-            if not first:
+            header, _, rows = reply.body.partition(b"\n")
+            if first:
                 # Every page repeats the header line; keep only the first.
-                body = body.split(b"\n", 1)[1] if b"\n" in body else b""
-            if body:
-                yield body if body.endswith(b"\n") else body + b"\n"
+                column_count = column_count or _csv_width(header)
+                rows = reply.body
+            if rows:
+                yield rows if rows.endswith(b"\n") else rows + b"\n"
             first = False
             next_offset = _opt_int_header(reply.headers.get(_NEXT_OFFSET_HEADER))
             next_uri = reply.headers.get(_NEXT_URI_HEADER)
-            if next_offset is None and not next_uri:
+            if options.sample_count is not None or (next_offset is None and not next_uri):
                 return
-            path, params = self._next_page(path, params, next_offset, next_uri)
-
-    def _next_page(
-        self, path: str, params: dict[str, Any], next_offset: int | None, next_uri: str | None
-    ) -> tuple[str, dict[str, Any]]:
-        """The request for the page after ``params``. It must start further on: a server that
-        names the same page again (or an earlier one) would otherwise be read forever."""
-        offset = _offset_of(params)
-        if next_uri:
-            followed = _same_origin(self._credentials().base_url, next_uri)
-            if followed is None:
-                self.log.warning(
-                    "Dune's next_uri points away from the connection's base URL; paging by offset instead."
-                )
-            elif _offset_of(followed[1]) > offset:
-                return followed
-        if next_offset is None or next_offset <= offset:
-            raise DuneResponseError(
-                f"Dune's results page for {path} at offset {offset} names no next page that starts "
-                f"further on (next_offset={next_offset}, next_uri={log_safe(str(next_uri))!r}); stopped "
-                "paging instead of reading the same rows again."
+            path, params = next_page(
+                self._credentials().base_url,
+                path,
+                params,
+                next_offset,
+                next_uri,
+                options.rows_per_page(column_count),
+                self.log.warning,
             )
-        return path, {**params, "offset": next_offset}
 
     # ------------------------------------------------------------------ API: query pipelines
 
@@ -547,12 +692,15 @@ class DuneHook(HttpServiceHook[_Credentials]):
         self,
         query_id: int | str,
         *,
-        performance: str = "medium",
+        performance: str | None = None,
         query_parameters: Mapping[str, Any] | None = None,
     ) -> str:
-        """Run a query's predefined pipeline (``POST /v1/query/{id}/pipeline/execute``)."""
+        """Run a query's predefined pipeline (``POST /v1/query/{id}/pipeline/execute``).
+
+        This endpoint requires a tier: ``performance`` defaults to Dune's default, ``medium``.
+        """
         request = build_pipeline_request(
-            query_id=query_id, performance=performance, query_parameters=query_parameters
+            query_id=query_id, performance=performance or "medium", query_parameters=query_parameters
         )
         path = f"/v1/query/{request.pop('query_id')}/pipeline/execute"
         payload = self._request("POST", path, starts_work=True, json_body=request)
@@ -561,7 +709,7 @@ class DuneHook(HttpServiceHook[_Credentials]):
     # ------------------------------------------------------------------ API: materialized views
 
     def list_materialized_views(self, *, page_size: int = 100) -> list[MaterializedView]:
-        """Every materialized view the key can see, following ``next_offset``."""
+        """Every materialized view the key's account owns, following ``next_offset``."""
         views: list[MaterializedView] = []
         offset = 0
         while True:
@@ -574,38 +722,56 @@ class DuneHook(HttpServiceHook[_Credentials]):
             offset = page.next_offset
 
     def get_materialized_view(self, name: str) -> MaterializedView:
-        return parse_materialized_view(self._request("GET", f"/v1/materialized-views/{_path_id(name)}"))
+        """One view by its full name ``dune.<team>.result_<name>`` (Dune answers a short name 404)."""
+        full = check_full_view_name(name)
+        return parse_materialized_view(self._request("GET", f"/v1/materialized-views/{_path_id(full)}"))
 
     def upsert_materialized_view(
         self,
         name: str,
         query_id: int | str,
         *,
-        performance: str = "medium",
+        performance: str | None = None,
         cron_expression: str | None = None,
         is_private: bool | None = None,
-    ) -> MaterializedView:
-        """Create the view, or change the query, tier or schedule of an existing one."""
+        expires_at: str | None = None,
+    ) -> ViewUpsert:
+        """Create the view ``dune.<your team>.<name>`` from a query, or update it; Dune then
+        refreshes it at once.
+
+        :param name: the short name, ``result_<name>``: Dune creates views only in the key's own
+            namespace, so a full name is refused before any request.
+        :param performance: tier of its refreshes, ``medium`` or ``large`` (Dune's default when unset).
+        :param cron_expression: a refresh schedule, 5 fields (every 15 minutes to weekly).
+        :return: the refresh this started (``execution_id``) and the view's full ``name``.
+
+        The upsert starts work, so it is never resent after a failure that may have reached Dune.
+        """
         body: dict[str, Any] = {
-            "name": _path_id(name),
+            "name": check_short_view_name(name),
             "query_id": build_pipeline_request(query_id=query_id)["query_id"],
-            "performance": check_performance(performance),
+            **performance_field(performance),
         }
-        if cron_expression:
-            body["cron_expression"] = cron_expression
+        if cron_expression is not None:
+            body["cron_expression"] = check_cron_expression(cron_expression)
         if is_private is not None:
             body["is_private"] = is_private
-        # The same body twice leaves the same view: safe under the read retry policy.
-        return parse_materialized_view(self._request("POST", "/v1/materialized-views", json_body=body))
+        if expires_at is not None:
+            body["expires_at"] = expires_at
+        payload = self._request("POST", "/v1/materialized-views", starts_work=True, json_body=body)
+        return parse_view_upsert(name, payload)
 
     def delete_materialized_view(self, name: str) -> bool:
-        payload = self._request("DELETE", f"/v1/materialized-views/{_path_id(name)}")
-        return bool(isinstance(payload, Mapping) and payload.get("success", True))
+        """Delete a view by its full name; ``True`` once Dune confirmed."""
+        full = check_full_view_name(name)
+        self._request("DELETE", f"/v1/materialized-views/{_path_id(full)}")
+        return True
 
     def refresh_materialized_view(self, name: str, *, performance: str | None = None) -> ViewRefresh:
-        """Start rebuilding a view; the answer names the execution that does it."""
-        body = {"performance": check_performance(performance)} if performance else {}
+        """Start rebuilding a view (short or full name); the answer names the execution that does
+        it and the view's full name."""
         path = f"/v1/materialized-views/{_path_id(name)}/refresh"
+        body = performance_field(performance)
         return parse_view_refresh(name, self._request("POST", path, starts_work=True, json_body=body))
 
     # ------------------------------------------------------------------ connection test
@@ -710,52 +876,10 @@ def _check_raw(reply: Reply, method: str, path: str, starts_work: bool) -> Reply
     return reply
 
 
-def _result_params(
-    columns: Sequence[str] | None,
-    filters: str | None,
-    sort_by: str | Sequence[str] | None,
-    page_size: int,
-    allow_partial_results: bool,
-) -> dict[str, Any]:
-    if isinstance(page_size, bool) or not isinstance(page_size, int) or page_size <= 0:
-        raise DuneConfigurationError(f"page_size must be a positive number of rows, got {page_size!r}.")
-    params: dict[str, Any] = {"limit": page_size, "offset": 0}
-    if columns:
-        params["columns"] = columns if isinstance(columns, str) else ",".join(columns)
-    if filters:
-        params["filters"] = filters
-    if sort_by:
-        params["sort_by"] = sort_by if isinstance(sort_by, str) else ",".join(sort_by)
-    if allow_partial_results:
-        params["allow_partial_results"] = "true"
-    return params
-
-
-def _same_origin(base_url: str, uri: str) -> tuple[str, dict[str, Any]] | None:
-    """``next_uri`` as (path under the base URL, params), or ``None`` when it points elsewhere.
-
-    The key is sent with every request, so a URI on another host is never followed; any
-    ``api_key`` parameter in it is dropped.
-    """
-    base, target = urlsplit(base_url), urlsplit(urljoin(base_url + "/", uri))
-    prefix = base.path.rstrip("/")
-    if (
-        (target.scheme, target.netloc) != (base.scheme, base.netloc)
-        or not target.path.startswith(prefix + "/")
-        # An encoded dot segment (%2e%2e) survives urljoin; a server may resolve it out of the prefix.
-        or any(segment in (".", "..") for segment in unquote(target.path).split("/"))
-    ):
-        return None
-    params = {k: v for k, v in parse_qsl(target.query, keep_blank_values=True) if k != "api_key"}
-    return target.path[len(prefix) :], params
-
-
-def _offset_of(params: Mapping[str, Any]) -> int:
-    """The ``offset`` of a results request; -1 when absent or not a whole number."""
-    try:
-        return int(params.get("offset", -1))
-    except (TypeError, ValueError):
-        return -1
+def _csv_width(header: bytes) -> int | None:
+    """Columns named by a CSV header line (a quoted name may hold a comma)."""
+    row = next(csv.reader([header.decode(errors="replace")]), [])
+    return len(row) or None
 
 
 def _opt_int_header(value: str | None) -> int | None:

@@ -12,6 +12,7 @@ each node's ``error``. A state we do not know never crashes anything: it counts 
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -443,7 +444,11 @@ def parse_execution_status(execution_id: str, payload: Any) -> ExecutionStatus:
 
 @dataclass(frozen=True)
 class ResultPage:
-    """One page of ``GET /v1/execution/{id}/results``."""
+    """One page of ``GET /v1/execution/{id}/results`` (or of a query's latest result).
+
+    ``execution_id`` is the execution the rows come from; ``state``, ``execution_ended_at`` and
+    ``total_row_count`` tell which result it is, when it was made and how big it is whole.
+    """
 
     execution_id: str
     rows: list[dict[str, Any]]
@@ -452,6 +457,9 @@ class ResultPage:
     total_row_count: int | None = None
     next_uri: str | None = None
     column_types: list[str] = field(default_factory=list)
+    query_id: int | None = None
+    state: str | None = None
+    execution_ended_at: str | None = None
 
 
 def _column_types(meta: Any) -> list[str]:
@@ -474,13 +482,16 @@ def parse_result_page(execution_id: str, payload: Any) -> ResultPage:
     meta = result.get("metadata") if isinstance(result.get("metadata"), Mapping) else {}
     columns = meta.get("column_names") if isinstance(meta, Mapping) else None
     return ResultPage(
-        execution_id=execution_id,
+        execution_id=_opt_str(body.get("execution_id")) or execution_id,
         rows=rows,
         column_names=[str(c) for c in columns] if isinstance(columns, list) else [],
         next_offset=_opt_int(body.get("next_offset")),
         total_row_count=_opt_int(meta.get("total_row_count")) if isinstance(meta, Mapping) else None,
         next_uri=_opt_str(body.get("next_uri")),
         column_types=_column_types(meta),
+        query_id=_opt_int(body.get("query_id")),
+        state=_opt_str(body.get("state")),
+        execution_ended_at=_opt_str(body.get("execution_ended_at")),
     )
 
 
@@ -597,34 +608,83 @@ def find_node_execution(nodes: Any, *, node_id: int | None = None, query_id: int
 
 # --------------------------------------------------------------------------- materialized views
 
+FULL_VIEW_NAME = re.compile(r"dune\.[a-z0-9_]+\.result_[a-z0-9_]+")
+_SHORT_VIEW_NAME = re.compile(r"result_[a-z0-9_]+")
+_CRON_FIELDS = 5
+
+
+def check_full_view_name(name: Any) -> str:
+    """A view's full name ``dune.<team>.result_<name>``, as Dune's read and delete take it."""
+    text = name.strip().lower() if isinstance(name, str) else ""
+    if not FULL_VIEW_NAME.fullmatch(text):
+        raise DuneConfigurationError(
+            f"{name!r} is not a full materialized view name; Dune reads and deletes views by "
+            "dune.<team>.result_<name>, e.g. dune.my_team.result_daily_volume."
+        )
+    return text
+
+
+def check_short_view_name(name: Any) -> str:
+    """The name an upsert takes: ``result_<name>``, created in the key's own namespace."""
+    text = name.strip().lower() if isinstance(name, str) else ""
+    if FULL_VIEW_NAME.fullmatch(text):
+        raise DuneConfigurationError(
+            f"Give the upsert the short name {text.split('.', 2)[2]!r}, not {name!r}: Dune creates "
+            "a view only in your own namespace, as dune.<your team>.<name>."
+        )
+    if not _SHORT_VIEW_NAME.fullmatch(text):
+        raise DuneConfigurationError(
+            f"{name!r} is not a materialized view name; Dune's start with result_ and hold letters, "
+            "digits and underscores, e.g. result_daily_volume."
+        )
+    return text
+
+
+def check_cron_expression(value: Any) -> str:
+    if not isinstance(value, str) or len(value.split()) != _CRON_FIELDS:
+        raise DuneConfigurationError(
+            f"cron_expression must have 5 fields (minute hour day month weekday), got {value!r}; "
+            "Dune refreshes at most every 15 minutes and at least weekly."
+        )
+    return value
+
 
 @dataclass(frozen=True)
 class MaterializedView:
-    """A materialized view as ``GET /v1/materialized-views/{name}`` describes it."""
+    """A materialized view as ``GET /v1/materialized-views[/{name}]`` describes it.
+
+    ``name`` is the full name (Dune's ``sql_id``): what SQL reads and what read and delete take.
+    The list leaves out ``last_execution_ids`` (newest first) and the owner ids.
+    """
 
     name: str
-    query_id: int | None = None
-    performance: str | None = None
-    cron_expression: str | None = None
-    is_private: bool | None = None
     id: str | None = None
-    last_execution_id: str | None = None
+    query_id: int | None = None
+    is_private: bool | None = None
+    table_size_bytes: int | None = None
+    last_execution_ids: tuple[str, ...] = ()
+    owner_team_id: int | None = None
+    owner_user_id: int | None = None
 
 
 def parse_materialized_view(payload: Any) -> MaterializedView:
     body = _require_mapping(payload, "materialized view")
-    name = _opt_str(body.get("name")) or _opt_str(body.get("id"))
+    name = _opt_str(body.get("sql_id"))
     if not name:
-        raise DuneResponseError(f"Dune's materialized view has no 'name' (got keys: {sorted(body)[:10]}).")
+        raise DuneResponseError(
+            f"Dune's materialized view has no 'sql_id' (its full name); got keys: {sorted(body)[:10]}."
+        )
     private = body.get("is_private")
+    executions = body.get("last_execution_ids")
     return MaterializedView(
         name=name,
-        query_id=_opt_int(body.get("query_id")),
-        performance=_opt_str(body.get("performance")),
-        cron_expression=_opt_str(body.get("cron_expression")),
-        is_private=private if isinstance(private, bool) else None,
         id=_opt_str(body.get("id")),
-        last_execution_id=_opt_str(body.get("last_execution_id")),
+        query_id=_opt_int(body.get("query_id")),
+        is_private=private if isinstance(private, bool) else None,
+        table_size_bytes=_opt_int(body.get("table_size_bytes")),
+        last_execution_ids=tuple(str(e) for e in executions) if isinstance(executions, list) else (),
+        owner_team_id=_opt_int(body.get("owner_team_id")),
+        owner_user_id=_opt_int(body.get("owner_user_id")),
     )
 
 
@@ -636,7 +696,7 @@ class MaterializedViewPage:
 
 def parse_materialized_view_page(payload: Any) -> MaterializedViewPage:
     body = _require_mapping(payload, "materialized views")
-    raw = body.get("materialized_views", body.get("results"))
+    raw = body.get("materialized_views")
     if not isinstance(raw, list):
         raise DuneResponseError("Dune's list of materialized views has no 'materialized_views' list.")
     return MaterializedViewPage(
@@ -646,18 +706,38 @@ def parse_materialized_view_page(payload: Any) -> MaterializedViewPage:
 
 @dataclass(frozen=True)
 class ViewRefresh:
-    """The answer of ``POST /v1/materialized-views/{name}/refresh``: the execution that rebuilds it."""
+    """The answer of ``POST /v1/materialized-views/{name}/refresh``: the execution that rebuilds
+    the view, and the view's full name (Dune's ``sql_id``)."""
 
     execution_id: str
-    name: str | None = None
+    name: str
 
 
-def parse_view_refresh(name: str, payload: Any) -> ViewRefresh:
-    body = _require_mapping(payload, "materialized view refresh")
+@dataclass(frozen=True)
+class ViewUpsert:
+    """The answer of ``POST /v1/materialized-views``: the refresh the upsert started, and the
+    view's full name."""
+
+    execution_id: str
+    name: str
+
+
+def _started_refresh(payload: Any, what: str) -> tuple[Mapping[str, Any], str]:
+    body = _require_mapping(payload, what)
     execution_id = _opt_str(body.get("execution_id"))
     if not execution_id:
         raise DuneResponseError(
-            f"Dune accepted the refresh of materialized view {name} but its answer has no "
-            "'execution_id'; the refresh may have started. Check the Dune UI before re-running."
+            f"Dune accepted the {what} but its answer has no 'execution_id'; a refresh may have "
+            "started. Check the Dune UI before re-running."
         )
-    return ViewRefresh(execution_id=execution_id, name=_opt_str(body.get("name")) or name)
+    return body, execution_id
+
+
+def parse_view_refresh(name: str, payload: Any) -> ViewRefresh:
+    body, execution_id = _started_refresh(payload, f"refresh of materialized view {name}")
+    return ViewRefresh(execution_id=execution_id, name=_opt_str(body.get("sql_id")) or name)
+
+
+def parse_view_upsert(name: str, payload: Any) -> ViewUpsert:
+    body, execution_id = _started_refresh(payload, f"upsert of materialized view {name}")
+    return ViewUpsert(execution_id=execution_id, name=_opt_str(body.get("name")) or name)

@@ -1,9 +1,10 @@
 """The body of ``POST /v1/pipelines/execute``, validated before anything is sent.
 
 Both documented shapes are built here: ``{query_id, performance, query_parameters}``
-(Dune finds the lineage) and ``{"pipeline": {"nodes": [...]}}`` (explicit nodes). Every
-mistake we can see locally (an unknown dependency, a cycle, a node that is both a query
-and a view refresh, a performance tier Dune does not have) is raised as
+(Dune finds the lineage) and ``{"pipeline": {"nodes": [...]}}`` (explicit nodes). A
+``performance`` tier is sent only when the user chose one (Dune then uses its default,
+``medium``). Every mistake we can see locally (an unknown dependency, a cycle, a node that is
+both a query and a view refresh, a performance tier Dune does not document) is raised as
 :class:`DuneConfigurationError` naming the node and how to fix it, so a bad DAG fails
 without spending an API call or a credit.
 """
@@ -16,16 +17,24 @@ from typing import Any
 
 from airflow_provider_dune.exceptions import DuneConfigurationError
 
-PERFORMANCE_TIERS = ("small", "medium", "large")
+# The engine tiers Dune's API documents for executions, pipelines and view refreshes.
+PERFORMANCE_TIERS = ("medium", "large")
 _NODE_KINDS = ("query_execution", "materialized_view_refresh")
 
 
 def check_performance(value: Any, where: str = "performance") -> str:
     if value not in PERFORMANCE_TIERS:
         raise DuneConfigurationError(
-            f"{where} is {value!r}; Dune's performance tiers are " + ", ".join(PERFORMANCE_TIERS) + "."
+            f"{where} is {value!r}; Dune's API documents the performance tiers "
+            + " and ".join(PERFORMANCE_TIERS)
+            + " (leave it unset for Dune's default, medium)."
         )
     return str(value)
+
+
+def performance_field(value: Any, where: str = "performance") -> dict[str, str]:
+    """``{"performance": tier}`` when the user chose a tier, else nothing: Dune applies its default."""
+    return {} if value is None else {"performance": check_performance(value, where)}
 
 
 def _check_int_id(value: Any, what: str) -> int:
@@ -141,8 +150,7 @@ def _normalise_node(raw: Any, position: int) -> dict[str, Any]:
                 f"{where}.materialized_view_refresh needs a 'name', e.g. 'dune.my_team.result_my_view'."
             )
         out["name"] = name
-    if "performance" in body:
-        out["performance"] = check_performance(body["performance"], f"{where}.{kind}.performance")
+    out.update(performance_field(body.get("performance"), f"{where}.{kind}.performance"))
     return {"id": node_id, "dependencies": deps, kind: out}
 
 
@@ -182,10 +190,13 @@ def build_pipeline_request(
     *,
     query_id: Any = None,
     nodes: Any = None,
-    performance: Any = "medium",
+    performance: Any = None,
     query_parameters: Any = None,
 ) -> dict[str, Any]:
-    """The JSON body for ``POST /v1/pipelines/execute``, or a clear error."""
+    """The JSON body for ``POST /v1/pipelines/execute``, or a clear error.
+
+    ``performance`` (``medium`` or ``large``) is sent only when given; with ``nodes`` it is the
+    tier of every node that does not name its own."""
     if (query_id is None) == (nodes is None):
         raise DuneConfigurationError(
             "Give exactly one of query_id (Dune finds the pipeline from the query's lineage) "
@@ -197,18 +208,15 @@ def build_pipeline_request(
                 "query_parameters applies to the query_id form only; with nodes, put "
                 "query_parameters inside each node's query_execution."
             )
-        tier = check_performance(performance)
+        tier = performance_field(performance)
         validated = validate_nodes(nodes)
         # The operator's tier is the default for every node that does not name its own.
         for node in validated:
             for kind in _NODE_KINDS:
                 if kind in node:
-                    node[kind].setdefault("performance", tier)
+                    node[kind] = {**tier, **node[kind]}
         return {"pipeline": {"nodes": validated}}
-    body: dict[str, Any] = {
-        "query_id": _check_int_id(query_id, "query_id"),
-        "performance": check_performance(performance),
-    }
+    body: dict[str, Any] = {"query_id": _check_int_id(query_id, "query_id"), **performance_field(performance)}
     params = _check_parameters(query_parameters, "query_parameters")
     if params:
         body["query_parameters"] = params

@@ -97,8 +97,9 @@ class DuneRunPipelineOperator(RemoteRunOperatorMixin, BaseOperator):
 
     :param query_id: the query whose lineage forms the pipeline. (templated)
     :param nodes: an explicit list of pipeline nodes. (templated)
-    :param performance: engine tier, ``small``, ``medium`` or ``large``; with ``nodes`` the
-        default for every node that does not set its own. (templated)
+    :param performance: engine tier, ``medium`` or ``large``; with ``nodes`` the default for every
+        node that does not set its own. Unset, none is sent and Dune uses its default (medium).
+        (templated)
     :param query_parameters: parameters of the query, with ``query_id``. (templated)
     :param dune_conn_id: the Airflow connection holding the API key.
     :param emit_view_assets: also record an Asset event (through the alias
@@ -122,7 +123,7 @@ class DuneRunPipelineOperator(RemoteRunOperatorMixin, BaseOperator):
         *,
         query_id: int | str | None = None,
         nodes: list[dict[str, Any]] | str | None = None,
-        performance: str = "medium",
+        performance: str | None = None,
         query_parameters: dict[str, Any] | str | None = None,
         dune_conn_id: str = DuneHook.default_conn_name,
         wait_for_termination: bool = True,
@@ -179,7 +180,7 @@ class DuneRunPipelineOperator(RemoteRunOperatorMixin, BaseOperator):
         pid = self.hook.execute_pipeline(
             query_id=request.get("query_id"),
             nodes=request.get("pipeline", {}).get("nodes"),
-            performance=request.get("performance", self.performance),
+            performance=request.get("performance"),
             query_parameters=request.get("query_parameters"),
         )
         self.pipeline_execution_id = pid
@@ -242,7 +243,7 @@ class _DuneExecutionOperator(RemoteRunOperatorMixin, BaseOperator):
     def __init__(
         self,
         *,
-        performance: str | None = "medium",
+        performance: str | None = None,
         allow_partial_results: bool = False,
         push_rows_to_xcom: bool = False,
         max_xcom_rows: int = 1000,
@@ -288,15 +289,17 @@ class _DuneExecutionOperator(RemoteRunOperatorMixin, BaseOperator):
         return DuneHook(self.dune_conn_id)
 
     @abstractmethod
-    def start_execution(self, context: Context) -> str:
-        """Validate the rendered arguments, start the execution on Dune, return its id."""
+    def start_execution(self, context: Context) -> dict[str, Any]:
+        """Validate the rendered arguments, start the execution on Dune, return its ids
+        (``execution_id``, and whatever else :meth:`run_from_ids` needs)."""
 
     def execute(self, context: Context) -> str:
         return self._returning_id(self.run_and_wait(context))
 
     def submit(self, context: Context) -> DuneExecutionRun:
-        self.execution_id = self.start_execution(context)
-        return self.run_from_ids({"execution_id": self.execution_id})
+        ids = self.start_execution(context)
+        self.execution_id = ids["execution_id"]
+        return self.run_from_ids(ids)
 
     def run_from_ids(self, ids: Mapping[str, Any]) -> DuneExecutionRun:
         return DuneExecutionRun(
@@ -328,9 +331,9 @@ class _DuneExecutionOperator(RemoteRunOperatorMixin, BaseOperator):
         super().end_wait(run, event, context)  # raises unless the execution succeeded
         if self.push_rows_to_xcom:
             self.push_rows(context, execution_id)
-        self.after_success(context, execution_id, status)
+        self.after_success(context, run, status)
 
-    def after_success(self, context: Context, execution_id: str, status: ExecutionStatus | None) -> None:
+    def after_success(self, context: Context, run: RemoteRun, status: ExecutionStatus | None) -> None:
         """What a subclass does once the execution completed (the view operator emits Assets)."""
 
     def _check_row_count(self, execution_id: str, status: ExecutionStatus | None) -> None:
@@ -407,7 +410,8 @@ class DuneRunQueryOperator(_DuneExecutionOperator):
 
     :param query_id: the saved query to run. (templated)
     :param query_parameters: values for the query's parameters, ``{"name": value}``. (templated)
-    :param performance: engine tier, ``small``, ``medium`` or ``large``. (templated)"""
+    :param performance: engine tier, ``medium`` or ``large``; unset, Dune uses its default
+        (medium). (templated)"""
         + _EXECUTION_ARGS_DOC
     )
 
@@ -420,7 +424,7 @@ class DuneRunQueryOperator(_DuneExecutionOperator):
         *,
         query_id: int | str,
         query_parameters: dict[str, Any] | str | None = None,
-        performance: str = "medium",
+        performance: str | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(performance=performance, **kwargs)
@@ -430,17 +434,18 @@ class DuneRunQueryOperator(_DuneExecutionOperator):
     def link_xcoms(self) -> dict[str, str]:
         return _query_link(self.query_id)
 
-    def start_execution(self, context: Context) -> str:
+    def start_execution(self, context: Context) -> dict[str, Any]:
         request = build_pipeline_request(
             query_id=self.query_id,
             performance=self.performance,
             query_parameters=_from_json(self.query_parameters, "query_parameters"),
         )
-        return self.hook.execute_query(
+        execution_id = self.hook.execute_query(
             request["query_id"],
             query_parameters=request.get("query_parameters"),
-            performance=request["performance"],
+            performance=request.get("performance"),
         )
+        return {"execution_id": execution_id}
 
 
 class DuneRunSQLOperator(_DuneExecutionOperator):
@@ -454,7 +459,8 @@ class DuneRunSQLOperator(_DuneExecutionOperator):
 
     :param sql: the SQL to run, or a path ending in ``.sql`` to a file in the DAG folder.
         (templated)
-    :param performance: engine tier, ``small``, ``medium`` or ``large``. (templated)"""
+    :param performance: engine tier, ``medium`` or ``large``; unset, Dune uses its default
+        (medium). (templated)"""
         + _EXECUTION_ARGS_DOC
     )
 
@@ -462,12 +468,30 @@ class DuneRunSQLOperator(_DuneExecutionOperator):
     template_ext: Sequence[str] = (".sql",)
     template_fields_renderers = {"sql": "sql"}
 
-    def __init__(self, *, sql: str, performance: str = "medium", **kwargs: Any) -> None:
+    def __init__(self, *, sql: str, performance: str | None = None, **kwargs: Any) -> None:
         super().__init__(performance=performance, **kwargs)
         self.sql = sql
 
-    def start_execution(self, context: Context) -> str:
-        return self.hook.execute_sql(self.sql, performance=str(self.performance))
+    def start_execution(self, context: Context) -> dict[str, Any]:
+        return {"execution_id": self.hook.execute_sql(self.sql, performance=self.performance)}
+
+
+# XCom (and resume record) holding a refreshed view's full name, from Dune's refresh answer.
+VIEW_XCOM_KEY = "materialized_view"
+
+
+class _ViewRefreshRun(DuneExecutionRun):
+    """A refresh execution that also carries the view's full name once Dune has said it: the
+    name travels with the ids (XCom, resume record), so the Asset event can name the view after
+    a deferral or a retry."""
+
+    def __init__(self, hook: DuneHook, execution_id: str, view: str | None, **kwargs: Any) -> None:
+        super().__init__(hook, execution_id, **kwargs)
+        self.view = view
+
+    @property
+    def ids(self) -> dict[str, Any]:
+        return {**super().ids, **({VIEW_XCOM_KEY: self.view} if self.view else {})}
 
 
 class DuneRefreshMaterializedViewOperator(_DuneExecutionOperator):
@@ -480,12 +504,12 @@ class DuneRefreshMaterializedViewOperator(_DuneExecutionOperator):
     with URI ``dune://materialized-views/<full view name>``, so a downstream DAG can use
     ``schedule=[dune_view_asset("dune.team.result_x")]`` (``airflow_provider_dune.assets``).
     Given a full literal name the Asset is the task's declared outlet; a short or templated
-    name is resolved to the full name at run time and recorded through the
-    ``dune-materialized-views`` asset alias.
+    name is recorded through the ``dune-materialized-views`` asset alias, under the full name
+    Dune's refresh answer gives (also pushed to XCom ``materialized_view``).
 
     :param name: the view, ideally its full name ``dune.<team>.result_<name>``. (templated)
-    :param performance: engine tier for this refresh; ``None`` uses the view's own tier.
-        (templated)"""
+    :param performance: engine tier for this refresh, ``medium`` or ``large``; ``None`` uses the
+        view's own tier. (templated)"""
         + _EXECUTION_ARGS_DOC
     )
 
@@ -499,24 +523,39 @@ class DuneRefreshMaterializedViewOperator(_DuneExecutionOperator):
         else:
             _add_outlet(self, views_alias())
 
-    def start_execution(self, context: Context) -> str:
-        refresh = self.hook.refresh_materialized_view(
-            str(self.name), performance=str(self.performance) if self.performance else None
-        )
-        return refresh.execution_id
+    def start_execution(self, context: Context) -> dict[str, Any]:
+        refresh = self.hook.refresh_materialized_view(str(self.name), performance=self.performance)
+        return {"execution_id": refresh.execution_id, VIEW_XCOM_KEY: refresh.name}
 
-    def after_success(self, context: Context, execution_id: str, status: ExecutionStatus | None) -> None:
-        name = str(self.name)
-        if not is_full_view_name(name):
-            # The Asset names the view the way Dune does, whatever short form the DAG used.
-            name = self.hook.get_materialized_view(name).name
+    def run_from_ids(self, ids: Mapping[str, Any]) -> DuneExecutionRun:
+        return _ViewRefreshRun(
+            self.hook,
+            str(ids["execution_id"]),
+            ids.get(VIEW_XCOM_KEY),
+            allow_partial_results=self.allow_partial_results,
+        )
+
+    def after_success(self, context: Context, run: RemoteRun, status: ExecutionStatus | None) -> None:
         uris = emit_view_events(
             context,
-            [name],
+            [self._full_name(context, run)],
             declared=_outlets(self),
-            extra={"execution_id": execution_id},
+            extra={"execution_id": run.ids["execution_id"]},
         )
         self.log.info("Materialized view refreshed (Asset event): %s", ", ".join(uris))
+
+    def _full_name(self, context: Context, run: RemoteRun) -> str:
+        """The name the Asset takes: the literal full name the DAG gave, or the one Dune's refresh
+        answer gave (in XCom for a task resumed from the triggerer, whose event has only ids)."""
+        if is_full_view_name(self.name):
+            return str(self.name)
+        name = run.ids.get(VIEW_XCOM_KEY) or context["ti"].xcom_pull(task_ids=self.task_id, key=VIEW_XCOM_KEY)
+        if not name:
+            raise DuneError(
+                f"Dune's refresh answer did not give the full name of materialized view {self.name!r}, "
+                "so its Asset cannot be named; give the operator the full name dune.<team>.result_<name>."
+            )
+        return str(name)
 
 
 class DuneRunQueryPipelineOperator(DuneRunPipelineOperator):
@@ -532,7 +571,8 @@ class DuneRunQueryPipelineOperator(DuneRunPipelineOperator):
 
     :param query_id: the query whose pipeline runs. (templated)
     :param query_parameters: parameters of the query. (templated)
-    :param performance: engine tier, ``small``, ``medium`` or ``large``. (templated)
+    :param performance: engine tier, ``medium`` or ``large``; this endpoint needs one, so unset
+        means Dune's default, medium. (templated)
     :param dune_conn_id: the Airflow connection holding the API key."""
         + WAIT_ARGS_DOC
     )
@@ -556,7 +596,7 @@ class DuneRunQueryPipelineOperator(DuneRunPipelineOperator):
         )
         pid = self.hook.execute_query_pipeline(
             request["query_id"],
-            performance=request["performance"],
+            performance=request.get("performance"),
             query_parameters=request.get("query_parameters"),
         )
         self.pipeline_execution_id = pid

@@ -106,7 +106,7 @@ def test_cancel_running_execution(emulator: DuneEmulator, api: Api) -> None:
     execution_id = api.post("/v1/query/1003/execute").json()["execution_id"]
     assert api.post(f"/v1/execution/{execution_id}/cancel").json() == {"success": True}
     status = api.get(f"/v1/execution/{execution_id}/status").json()
-    assert status["state"] == "QUERY_STATE_CANCELED"
+    assert status["state"] == "QUERY_STATE_CANCELLED"
     assert status["is_execution_finished"] is True
     assert "cancelled_at" in status
 
@@ -160,8 +160,9 @@ def test_million_row_result_pages_from_storage(emulator: DuneEmulator, api: Api)
     total = 0
     offset: str | None = "0"
     while offset is not None:
+        # Two columns: 125,000 rows is the most one request may carry (250,000 datapoints).
         response = api.get(
-            f"/v1/execution/{execution_id}/results/csv", params={"limit": 250_000, "offset": offset}
+            f"/v1/execution/{execution_id}/results/csv", params={"limit": 125_000, "offset": offset}
         )
         lines = response.text.count("\n") - 1
         total += lines
@@ -211,3 +212,85 @@ def test_partial_results_need_allow_partial_results() -> None:
             f"/v1/execution/{execution_id}/results", params={"allow_partial_results": "true"}
         ).json()
         assert len(page["result"]["rows"]) == 5
+
+
+def test_a_page_over_250k_datapoints_is_refused_unless_the_request_says_so(
+    emulator: DuneEmulator, api: Api
+) -> None:
+    execution_id = run_sql(emulator, api, "SELECT range AS a, range AS b, range AS c FROM range(90000)")
+    path = f"/v1/execution/{execution_id}/results"
+    # 3 columns: 83,333 rows are 249,999 datapoints, one more row is over the limit.
+    assert len(api.get(path, params={"limit": 83_333}).json()["result"]["rows"]) == 83_333
+    refused = api.get(path, params={"limit": 83_334})
+    assert refused.status_code == 400
+    assert "250,000 datapoints" in refused.json()["error"]
+    assert api.get(path + "/csv", params={"limit": 90_000}).status_code == 400
+    # Fewer columns make the same rows fit; the flag lifts the limit.
+    assert api.get(path, params={"limit": 90_000, "columns": "a,b"}).status_code == 200
+    allowed = api.get(path, params={"limit": 90_000, "ignore_max_datapoints_per_request": "true"})
+    assert len(allowed.json()["result"]["rows"]) == 90_000
+
+
+def test_sample_count_returns_one_sample_page(emulator: DuneEmulator, api: Api) -> None:
+    execution_id = run_sql(emulator, api, "SELECT range AS n FROM range(1000)")
+    path = f"/v1/execution/{execution_id}/results"
+    page = api.get(path, params={"sample_count": 10}).json()
+    assert len(page["result"]["rows"]) == 10
+    assert "next_uri" not in page
+    # Dune documents sample_count as incompatible with paging and filters.
+    assert api.get(path, params={"sample_count": 10, "limit": 5}).status_code == 400
+    assert api.get(path, params={"sample_count": 10, "filters": "n > 1"}).status_code == 400
+
+
+def test_latest_result_serves_the_most_recent_finished_execution(emulator: DuneEmulator, api: Api) -> None:
+    query_id = api.post("/v1/query", json={"name": "latest", "query_sql": "SELECT range AS n FROM range(5)"})
+    query_id = query_id.json()["query_id"]
+    assert api.get(f"/v1/query/{query_id}/results").status_code == 404  # never ran
+    first = api.post(f"/v1/query/{query_id}/execute").json()["execution_id"]
+    emulator.wait_for_execution(first)
+    second = api.post(f"/v1/query/{query_id}/execute").json()["execution_id"]
+    emulator.wait_for_execution(second)
+    emulator.execution_seconds = 10
+    api.post(f"/v1/query/{query_id}/execute")  # still running: not a result yet
+
+    page = api.get(f"/v1/query/{query_id}/results", params={"limit": 2, "sort_by": "n desc"}).json()
+    assert page["execution_id"] == second
+    assert [row["n"] for row in page["result"]["rows"]] == [4, 3]
+    # Later pages come from that execution, keeping the request's own options.
+    assert f"/api/v1/execution/{second}/results?" in page["next_uri"]
+    assert "sort_by=n+desc" in page["next_uri"]
+    csv_page = api.get(f"/v1/query/{query_id}/results/csv", params={"limit": 2})
+    assert csv_page.text.splitlines() == ["n", "0", "1"]
+    assert csv_page.headers["X-Dune-Next-Uri"].split("?")[0].endswith(f"/execution/{second}/results/csv")
+    assert api.get("/v1/query/424242/results").status_code == 404
+
+
+def test_archived_query_cannot_execute(emulator: DuneEmulator, api: Api) -> None:
+    query_id = api.post("/v1/query", json={"name": "old", "query_sql": "SELECT 1 AS one"}).json()["query_id"]
+    assert api.post(f"/v1/query/{query_id}/archive").json() == {"query_id": query_id}
+    assert api.get(f"/v1/query/{query_id}").json()["is_archived"] is True
+    refused = api.post(f"/v1/query/{query_id}/execute")
+    assert refused.status_code == 403
+    assert refused.json()["error"].startswith("Not allowed to execute query")
+    api.post(f"/v1/query/{query_id}/unarchive")
+    assert api.post(f"/v1/query/{query_id}/execute").status_code == 200
+
+
+def test_credit_limit_refuses_work_with_402_before_starting_it() -> None:
+    # Medium executions cost 10 credits: a limit of 25 allows two.
+    with DuneEmulator(api_key="k", execution_seconds=0, credit_limit=25) as dune:
+        api = Api(dune)
+        assert api.post("/v1/sql/execute", json={"sql": "SELECT 1"}).status_code == 200
+        assert api.post("/v1/query/1003/execute").status_code == 200
+        for refused in (
+            api.post("/v1/query/1003/execute"),
+            api.post("/v1/sql/execute", json={"sql": "SELECT 1"}),
+            api.post("/v1/pipelines/execute", json={"query_id": 1003}),
+            api.post("/v1/materialized-views/result_dex_daily_volume/refresh"),
+        ):
+            assert refused.status_code == 402
+            assert "exceed your configured limits per billing cycle" in refused.json()["error"]
+        assert len(dune.execution_ids()) == 2
+        assert dune.credits_used == 20
+        period = api.post("/v1/usage", json={}).json()["billing_periods"][0]
+        assert (period["credits_used"], period["credits_included"]) == (20, 25)

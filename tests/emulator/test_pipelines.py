@@ -15,7 +15,7 @@ def poll_pipeline(api: Api, pipeline_execution_id: str, timeout: float = 10) -> 
     deadline = time.monotonic() + timeout
     while True:
         status: dict[str, Any] = api.get(f"/v1/pipelines/executions/{pipeline_execution_id}/status").json()
-        if status["status"] in ("completed", "failed", "cancelled") or time.monotonic() > deadline:
+        if status["status"] == "completed" or time.monotonic() > deadline:
             return status
         time.sleep(0.02)
 
@@ -73,7 +73,7 @@ def test_explicit_nodes_run_in_dependency_order(emulator: DuneEmulator, api: Api
                 {
                     "id": 20,
                     "dependencies": [10],
-                    "query_execution": {"query_id": 1001, "performance": "small"},
+                    "query_execution": {"query_id": 1001, "performance": "medium"},
                 },
                 {"id": 30, "dependencies": [], "query_execution": {"query_id": 1003}},
             ]
@@ -82,8 +82,18 @@ def test_explicit_nodes_run_in_dependency_order(emulator: DuneEmulator, api: Api
     pipeline_execution_id = api.post("/v1/pipelines/execute", json=body).json()["pipeline_execution_id"]
     status = poll_pipeline(api, pipeline_execution_id)
     assert status["status"] == "completed"
+    assert "error" not in status
     assert [node["id"] for node in status["node_executions"]] == [10, 20, 30]
     assert all(node_status(node)["status"] == "completed" for node in status["node_executions"])
+
+
+def test_only_documented_tiers_are_accepted(api: Api) -> None:
+    # Dune documents medium and large for every endpoint that takes a tier.
+    node = {"id": 1, "query_execution": {"query_id": 1003, "performance": "small"}}
+    response = api.post("/v1/pipelines/execute", json={"pipeline": {"nodes": [node]}})
+    assert response.status_code == 400
+    assert "medium, large" in response.json()["error"]
+    assert api.post("/v1/sql/execute", json={"sql": "SELECT 1", "performance": "small"}).status_code == 400
 
 
 def test_failed_node_fails_pipeline_and_skips_downstream(emulator: DuneEmulator, api: Api) -> None:
@@ -98,7 +108,8 @@ def test_failed_node_fails_pipeline_and_skips_downstream(emulator: DuneEmulator,
     }
     pipeline_execution_id = api.post("/v1/pipelines/execute", json=body).json()["pipeline_execution_id"]
     status = poll_pipeline(api, pipeline_execution_id)
-    assert status["status"] == "failed"
+    # Dune documents pending, executing and completed: a failed pipeline is completed with an error.
+    assert status["status"] == "completed"
     failed, skipped, independent = (node_status(node) for node in status["node_executions"])
     assert failed["status"] == "failed"
     assert failed["error"].startswith("line 3:3: Column 'amount_usd_typo' cannot be resolved")
@@ -120,14 +131,40 @@ def test_cancelling_a_node_cancels_the_pipeline(emulator: DuneEmulator, api: Api
     assert first["node_executions"][1]["query_execution_status"] == {"status": "pending", "query_id": 1001}
     assert api.post(f"/v1/execution/{view_execution_id}/cancel").json() == {"success": True}
     status = poll_pipeline(api, pipeline_execution_id)
-    assert status["status"] == "cancelled"
+    assert status["status"] == "completed"
+    assert "was cancelled" in status["error"]
     assert [node_status(node)["status"] for node in status["node_executions"]] == ["cancelled", "skipped"]
+
+
+@pytest.mark.parametrize(
+    ("vocabulary", "expected"),
+    [
+        ("words", ["failed", "skipped", "completed"]),
+        ("query_state", ["QUERY_STATE_FAILED", "QUERY_STATE_PENDING", "QUERY_STATE_COMPLETED"]),
+        ("upper", ["FAILED", "SKIPPED", "SUCCESS"]),
+    ],
+)
+def test_node_vocabulary_is_selectable(vocabulary: str, expected: list[str]) -> None:
+    nodes = [
+        {"id": 1, "query_execution": {"query_id": 1002}},
+        {"id": 2, "dependencies": [1], "query_execution": {"query_id": 1003}},
+        {"id": 3, "query_execution": {"query_id": 1003}},
+    ]
+    with DuneEmulator(api_key="k", execution_seconds=0, node_vocabulary=vocabulary) as dune:
+        pipeline_execution_id = Api(dune).post("/v1/pipelines/execute", json={"pipeline": {"nodes": nodes}})
+        status = dune.wait_for_pipeline(pipeline_execution_id.json()["pipeline_execution_id"])
+    assert status["status"] == "completed" and status["error"]
+    assert [node_status(node)["status"] for node in status["node_executions"]] == expected
+
+
+def test_unknown_node_vocabulary_is_refused_at_construction() -> None:
+    with pytest.raises(ValueError, match="unknown node vocabulary 'snake'"):
+        DuneEmulator(node_vocabulary="snake")
 
 
 def test_query_pipeline_definition_and_execute(emulator: DuneEmulator, api: Api) -> None:
     definition = api.get("/v1/query/1001/pipeline").json()
     assert definition == {
-        "query_id": 1001,
         "pipeline": {
             "nodes": [
                 {

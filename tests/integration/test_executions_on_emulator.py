@@ -223,7 +223,7 @@ def test_on_kill_cancels_and_the_sensor_reports_it(dune_emulator):
     op = DuneRunQueryOperator(task_id="t", query_id=1003, wait_for_termination=False)
     execution_id = op.execute({"ti": FakeTI()})
     op.on_kill()
-    assert dune_emulator.execution_status(execution_id)["state"] == "QUERY_STATE_CANCELED"
+    assert dune_emulator.execution_status(execution_id)["state"] == "QUERY_STATE_CANCELLED"
     sensor = DuneExecutionSensor(task_id="w", execution_id=execution_id)
     with pytest.raises(RemoteRunFailed, match=f"Dune execution {execution_id} .*was cancelled"):
         sensor.poke({"ti": FakeTI()})
@@ -425,6 +425,9 @@ def test_refresh_view_emits_its_asset(dune_emulator, name):
     assert result.state == "success"
     execution_id = result.xcom("refresh")
     assert dune_emulator.execution_status(execution_id)["state"] == "QUERY_STATE_COMPLETED"
+    # Dune answers a GET by short name 404: the full name comes from the refresh answer's sql_id.
+    assert result.xcom("refresh", "materialized_view") == VIEW
+    assert dune_emulator.request_log.count(method="GET", path_prefix="/api/v1/materialized-views") == 0
     events = asset_events(dag_id)
     assert [uri for uri, _ in events] == [dune_view_uri(VIEW)]
     assert events[0][1]["execution_id"] == execution_id

@@ -65,8 +65,10 @@ CASES: list[tuple[str, Callable[[Any], Any], str]] = [
     (
         "unknown performance tier",
         operator(query_id=1, performance="xl"),
-        "performance tiers are small, medium, large",
+        "performance tiers medium and large",
     ),
+    # Dune's API documents no "small" tier for any endpoint.
+    ("undocumented small tier", operator(query_id=1, performance="small"), "performance is 'small'"),
     ("query id not a number", operator(query_id="abc"), "query_id must be an integer"),
     ("negative query id", operator(query_id=-3), "positive integer"),
     ("nodes not a list", operator(nodes={"id": 1}), "nodes must be a list"),

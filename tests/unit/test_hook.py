@@ -59,8 +59,9 @@ def test_execute_pipeline_nodes_form(hook, requests_mock):
     assert sent[1] == {
         "id": 2,
         "dependencies": [1],
-        "query_execution": {"query_id": 5, "performance": "medium"},
+        "query_execution": {"query_id": 5},
     }
+    assert "performance" not in sent[0]["materialized_view_refresh"]  # no tier chosen, none sent
 
 
 def test_invalid_nodes_fail_before_any_request(hook, requests_mock):

@@ -24,10 +24,10 @@ def test_query_id_form_accepts_rendered_digit_string():
 
 
 def test_nodes_form_defaults_each_node_to_the_operator_tier():
-    body = build_pipeline_request(nodes=[mv(1), q(2, deps=[1], performance="small")], performance="large")
+    body = build_pipeline_request(nodes=[mv(1), q(2, deps=[1], performance="medium")], performance="large")
     nodes = body["pipeline"]["nodes"]
     assert nodes[0]["materialized_view_refresh"] == {"name": "dune.team.result_v", "performance": "large"}
-    assert nodes[1]["query_execution"] == {"query_id": 10, "performance": "small"}
+    assert nodes[1]["query_execution"] == {"query_id": 10, "performance": "medium"}
     assert nodes[1]["dependencies"] == [1]
 
 

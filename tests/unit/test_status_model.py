@@ -208,7 +208,7 @@ def test_execution_status_failed_with_line_and_column():
         ("QUERY_STATE_COMPLETED", RunOutcome.SUCCEEDED),
         ("QUERY_STATE_COMPLETED_PARTIAL", RunOutcome.SUCCEEDED),
         ("QUERY_STATE_FAILED", RunOutcome.FAILED),
-        ("QUERY_STATE_CANCELED", RunOutcome.FAILED),
+        ("QUERY_STATE_CANCELLED", RunOutcome.FAILED),
         ("QUERY_STATE_CANCELLED", RunOutcome.FAILED),
         ("QUERY_STATE_EXPIRED", RunOutcome.FAILED),
         ("QUERY_STATE_SOMETHING_NEW", RunOutcome.RUNNING),

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from decimal import Decimal
 from functools import partial
 from typing import Any, TypeVar
 from urllib.parse import parse_qsl, urljoin, urlsplit
@@ -100,9 +101,10 @@ def _error_text(body: bytes, content_type: str) -> str:
     return body[:_MAX_ERROR_TEXT].decode(errors="replace").strip()
 
 
-def _decode_json(body: bytes, method: str, path: str) -> Any:
+def _decode_json(body: bytes, method: str, path: str, exact_numbers: bool = False) -> Any:
     try:
-        return json.loads(body)
+        # Decimal keeps every digit of a fractional number; float would round a decimal(38,18).
+        return json.loads(body, parse_float=Decimal) if exact_numbers else json.loads(body)
     except ValueError:
         snippet = "empty body" if not body.strip() else f"{len(body)} bytes that are not JSON"
         raise DuneResponseError(f"Dune API {method} {path} returned {snippet}.") from None
@@ -267,11 +269,13 @@ class DuneHook(HttpServiceHook[_Credentials]):
         json_body: Any = None,
         params: Mapping[str, Any] | None = None,
         raw: bool = False,
+        exact_numbers: bool = False,
     ) -> Any:
         """Send one API call under the retry policy; return the decoded JSON body.
 
         ``raw=True`` returns the good reply undecoded (:class:`~airflow_provider_dune.hooks.http.Reply`:
-        body and next-page headers), for the CSV results endpoint.
+        body and next-page headers), for the CSV results endpoint. ``exact_numbers=True`` decodes
+        fractional JSON numbers as :class:`~decimal.Decimal`.
         """
         creds = self._credentials()
         headers = self._headers(creds)
@@ -281,7 +285,11 @@ class DuneHook(HttpServiceHook[_Credentials]):
             method,
             creds.base_url + path,
             headers,
-            partial(_check_raw if raw else _interpret, method=method, path=path, starts_work=starts_work),
+            partial(_check_raw, method=method, path=path, starts_work=starts_work)
+            if raw
+            else partial(
+                _interpret, method=method, path=path, starts_work=starts_work, exact_numbers=exact_numbers
+            ),
             starts_work=starts_work,
             json_body=json_body,
             params=params,
@@ -415,18 +423,23 @@ class DuneHook(HttpServiceHook[_Credentials]):
         sort_by: str | Sequence[str] | None = None,
         page_size: int = DEFAULT_RESULT_PAGE_ROWS,
         allow_partial_results: bool = False,
+        exact_numbers: bool = False,
     ) -> Iterator[ResultPage]:
         """Every page of an execution's JSON result, one request per page, read lazily.
 
         Follows ``next_uri`` when it points back at the connection's base URL (never sending the
         key anywhere else), else ``next_offset``. Only one page is held at a time.
+
+        :param exact_numbers: fractional JSON numbers become :class:`~decimal.Decimal` with every
+            digit Dune sent, instead of ``float`` (integers are exact either way).
         """
         path = f"/v1/execution/{_path_id(execution_id)}/results"
         params: dict[str, Any] | None = _result_params(
             columns, filters, sort_by, page_size, allow_partial_results
         )
         while params is not None:
-            page = parse_result_page(execution_id, self._request("GET", path, params=params))
+            payload = self._request("GET", path, params=params, exact_numbers=exact_numbers)
+            page = parse_result_page(execution_id, payload)
             yield page
             if page.next_offset is None and page.next_uri is None:
                 return
@@ -603,7 +616,7 @@ class DuneHook(HttpServiceHook[_Credentials]):
         return True, "Connected to Dune: the API key was accepted."
 
 
-def _interpret(reply: Reply, method: str, path: str, starts_work: bool) -> Any:
+def _interpret(reply: Reply, method: str, path: str, starts_work: bool, exact_numbers: bool = False) -> Any:
     """Decoded JSON of a good reply; :class:`Retryable` for anything else (the policy decides)."""
     if reply.status is None:
         raise Retryable(
@@ -626,7 +639,7 @@ def _interpret(reply: Reply, method: str, path: str, starts_work: bool) -> Any:
         )
         raise Retryable(error, reply)
     try:
-        return _decode_json(reply.body, method, path)
+        return _decode_json(reply.body, method, path, exact_numbers)
     except DuneResponseError as exc:
         if starts_work:
             # Dune accepted the work but we cannot read its id: resubmitting could run it twice.

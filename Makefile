@@ -42,8 +42,10 @@ typecheck: install
 	$(BIN)/mypy
 
 # The test suite alone: CI runs it in every ENV (lint and types are the code's, not the pins').
+# PYTEST_ARGS narrows it, e.g. PYTEST_ARGS=--ignore=tests/e2e.
+PYTEST_ARGS ?=
 suite: install
-	$(BIN)/python -m pytest -q -p no:cacheprovider tests
+	$(BIN)/python -m pytest -q -p no:cacheprovider tests $(PYTEST_ARGS)
 
 test: lint typecheck suite
 

@@ -32,7 +32,8 @@ with DAG(
     save = DuneResultsToStorageOperator(
         task_id="save_as_parquet",
         source_task_id="run_query",
-        path=OUTPUT + "/dex_daily_volume_{{ ds_nodash }}.parquet",
+        base_path=OUTPUT,  # the rendered path may not leave this folder
+        path="dex_daily_volume_{{ ds_nodash }}.parquet",
         format="parquet",
         page_size=10_000,
     )

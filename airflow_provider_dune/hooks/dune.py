@@ -13,6 +13,7 @@ import csv
 import json
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from decimal import Decimal
 from functools import partial
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
@@ -122,9 +123,10 @@ def _raw_error_text(body: bytes, content_type: str) -> str:
     return body[:_MAX_ERROR_TEXT].decode(errors="replace").strip()
 
 
-def _decode_json(body: bytes, method: str, path: str) -> Any:
+def _decode_json(body: bytes, method: str, path: str, exact_numbers: bool = False) -> Any:
     try:
-        return json.loads(body)
+        # Decimal keeps every digit of a fractional number; float would round a decimal(38,18).
+        return json.loads(body, parse_float=Decimal) if exact_numbers else json.loads(body)
     except ValueError:
         snippet = "empty body" if not body.strip() else f"{len(body)} bytes that are not JSON"
         raise DuneResponseError(f"Dune API {method} {path} returned {snippet}.") from None
@@ -288,11 +290,13 @@ class DuneHook(HttpServiceHook[_Credentials]):
         params: Mapping[str, Any] | None = None,
         raw: bool = False,
         urgent: bool = False,
+        exact_numbers: bool = False,
     ) -> Any:
         """Send one API call under the retry policy; return the decoded JSON body.
 
         ``raw=True`` returns the good reply undecoded (:class:`~airflow_provider_dune.hooks.http.Reply`:
-        body and next-page headers), for the CSV results endpoint.
+        body and next-page headers), for the CSV results endpoint. ``exact_numbers=True`` decodes
+        fractional JSON numbers as :class:`~decimal.Decimal`.
         """
         creds = self._credentials()
         headers = self._headers(creds)
@@ -303,7 +307,11 @@ class DuneHook(HttpServiceHook[_Credentials]):
             method,
             creds.base_url + path,
             headers,
-            partial(_check_raw if raw else _interpret, method=method, path=path, starts_work=starts_work),
+            partial(_check_raw, method=method, path=path, starts_work=starts_work)
+            if raw
+            else partial(
+                _interpret, method=method, path=path, starts_work=starts_work, exact_numbers=exact_numbers
+            ),
             starts_work=starts_work,
             json_body=json_body,
             params=params,
@@ -453,6 +461,7 @@ class DuneHook(HttpServiceHook[_Credentials]):
         allow_partial_results: bool = False,
         ignore_max_datapoints_per_request: bool = False,
         sample_count: int | None = None,
+        exact_numbers: bool = False,
     ) -> Iterator[ResultPage]:
         """Every page of an execution's JSON result, one request per page, read lazily.
 
@@ -462,6 +471,9 @@ class DuneHook(HttpServiceHook[_Credentials]):
         Follows ``next_uri`` when it points back at the connection's base URL (never sending the
         key anywhere else), else ``next_offset``. Only one page is held at a time. The options
         are those of :class:`~airflow_provider_dune.hooks.result_paging.ResultOptions`.
+
+        :param exact_numbers: fractional JSON numbers become :class:`~decimal.Decimal` with every
+            digit Dune sent, instead of ``float`` (integers are exact either way).
         """
         options = ResultOptions(
             columns,
@@ -473,7 +485,8 @@ class DuneHook(HttpServiceHook[_Credentials]):
             sample_count,
         )
         path = f"/v1/execution/{_path_id(execution_id)}/results"
-        yield from self._json_pages(execution_id, path, options, self._column_count(execution_id, options))
+        column_count = self._column_count(execution_id, options)
+        yield from self._json_pages(execution_id, path, options, column_count, exact_numbers)
 
     def iter_results(
         self,
@@ -635,11 +648,17 @@ class DuneHook(HttpServiceHook[_Credentials]):
         return len(names) or None
 
     def _json_pages(
-        self, execution_id: str, path: str, options: ResultOptions, column_count: int | None
+        self,
+        execution_id: str,
+        path: str,
+        options: ResultOptions,
+        column_count: int | None,
+        exact_numbers: bool = False,
     ) -> Iterator[ResultPage]:
         params = options.first_params(column_count)
         while True:
-            page = parse_result_page(execution_id, self._request("GET", path, params=params))
+            payload = self._request("GET", path, params=params, exact_numbers=exact_numbers)
+            page = parse_result_page(execution_id, payload)
             yield page
             if options.sample_count is not None or (page.next_offset is None and page.next_uri is None):
                 return
@@ -794,7 +813,7 @@ class DuneHook(HttpServiceHook[_Credentials]):
         return True, "Connected to Dune: the API key was accepted."
 
 
-def _interpret(reply: Reply, method: str, path: str, starts_work: bool) -> Any:
+def _interpret(reply: Reply, method: str, path: str, starts_work: bool, exact_numbers: bool = False) -> Any:
     """Decoded JSON of a good reply; :class:`Retryable` for anything else (the policy decides)."""
     if reply.status is None:
         raise Retryable(
@@ -823,7 +842,7 @@ def _interpret(reply: Reply, method: str, path: str, starts_work: bool) -> Any:
             reply.status, unusable, method=method, path=path, may_have_started=starts_work and reply.truncated
         )
     try:
-        return _decode_json(reply.body, method, path)
+        return _decode_json(reply.body, method, path, exact_numbers)
     except DuneResponseError as exc:
         if starts_work:
             # Dune accepted the work but we cannot read its id: resubmitting could run it twice.

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import io
-import json
 from collections.abc import Iterator, Sequence
 from functools import cached_property
 from typing import IO, TYPE_CHECKING, Any, Literal
@@ -15,6 +13,8 @@ from airflow.providers.common.compat.sdk import BaseOperator, ObjectStoragePath
 from airflow_provider_dune.exceptions import DuneConfigurationError, DuneError
 from airflow_provider_dune.hooks.dune import DEFAULT_RESULT_PAGE_ROWS, DuneHook
 from airflow_provider_dune.models.dune import ResultPage, find_node_execution
+from airflow_provider_dune.operators.export_paths import path_under, write_atomically
+from airflow_provider_dune.operators.result_encoding import arrow_schema, json_line, page_table
 from airflow_provider_dune.runs.outcome import RunOutcome
 
 if TYPE_CHECKING:
@@ -39,6 +39,12 @@ class DuneResultsToStorageOperator(BaseOperator):
     ``storage_conn_id`` for its credentials. Returns ``{"path", "rows", "format",
     "execution_id"}``.
 
+    The export is written to a hidden temporary object beside ``path`` and published under
+    ``path`` only after the last page (a rename on local disks, copy and delete on object
+    stores): a failed export leaves the previous file, or none, never a truncated one. Numbers
+    keep every digit: CSV and JSON Lines carry Dune's own text, and Parquet columns take
+    lossless types (``decimal(p,s)`` as an Arrow decimal, ``ubigint`` as uint64).
+
     Say which execution in one of three ways:
 
     * ``execution_id``: directly, or templated, e.g. ``"{{ ti.xcom_pull('run_query') }}"``.
@@ -48,7 +54,11 @@ class DuneResultsToStorageOperator(BaseOperator):
       ``node_executions`` XCom.
 
     :param path: where to write, a URL or ``ObjectStoragePath``; ``{{ ds }}`` and friends work.
-        (templated)
+        With ``base_path``, a path relative to it. (templated)
+    :param base_path: the folder every export of this task must stay inside, e.g.
+        ``"s3://bucket/dune/"``. ``path`` is then joined to it, and a rendered ``path`` that
+        leaves it (``..``, an absolute path or another URL) fails the task before anything is
+        read or written. Not templated: it is the fence around what templates produce.
     :param format: ``csv`` (Dune's own CSV, header once), ``jsonl`` (one JSON object a line) or
         ``parquet`` (one row group a page; needs ``pip install 'airflow-provider-dune[parquet]'``).
     :param execution_id: the execution whose result to copy. (templated)
@@ -84,6 +94,7 @@ class DuneResultsToStorageOperator(BaseOperator):
         *,
         path: str | ObjectStoragePath,
         format: ResultFormat = "csv",
+        base_path: str | ObjectStoragePath | None = None,
         execution_id: str | None = None,
         source_task_id: str | None = None,
         pipeline_node_id: int | str | None = None,
@@ -112,10 +123,13 @@ class DuneResultsToStorageOperator(BaseOperator):
             raise DuneConfigurationError("Give pipeline_node_id or query_id, not both.")
         if page_size <= 0:
             raise DuneConfigurationError(f"page_size must be a positive number of rows, got {page_size}.")
+        if base_path is not None and not isinstance(path, str):
+            raise DuneConfigurationError("With base_path, give path as a string relative to it.")
         if format == "parquet":
             _require_pyarrow()
         self.path = path
         self.format = format
+        self.base_path = base_path
         self.execution_id = execution_id
         self.source_task_id = source_task_id
         self.pipeline_node_id = pipeline_node_id
@@ -155,17 +169,24 @@ class DuneResultsToStorageOperator(BaseOperator):
 
     def execute(self, context: Context) -> dict[str, Any]:
         execution_id = self.resolve_execution_id(context)
+        path = self.target_path()
         self._check_result_ready(execution_id)
-        path = self.path if isinstance(self.path, ObjectStoragePath) else self._storage_path(str(self.path))
-        _make_parent(path)
-        with path.open("wb") as out:
-            rows = {"csv": self._write_csv, "jsonl": self._write_jsonl, "parquet": self._write_parquet}[
-                self.format
-            ](execution_id, out)
+        writer = {"csv": self._write_csv, "jsonl": self._write_jsonl, "parquet": self._write_parquet}[
+            self.format
+        ]
+        rows = write_atomically(path, lambda out: writer(execution_id, out))
         self.log.info("Wrote %d rows of Dune execution %s to %s (%s).", rows, execution_id, path, self.format)
         return {"path": str(path), "rows": rows, "format": self.format, "execution_id": execution_id}
 
-    def _storage_path(self, url: str) -> ObjectStoragePath:
+    def target_path(self) -> ObjectStoragePath:
+        """The rendered ``path``, inside ``base_path`` when one is given."""
+        if self.base_path is not None:
+            return path_under(self._storage_path(self.base_path), str(self.path))
+        return self._storage_path(self.path)
+
+    def _storage_path(self, url: str | ObjectStoragePath) -> ObjectStoragePath:
+        if isinstance(url, ObjectStoragePath):
+            return url
         if self.storage_conn_id:
             return ObjectStoragePath(url, conn_id=self.storage_conn_id)
         return ObjectStoragePath(url)
@@ -181,7 +202,7 @@ class DuneResultsToStorageOperator(BaseOperator):
             raise DuneResultNotReady(f"No result to copy: {message}")
 
     def _pages(self, execution_id: str) -> Iterator[ResultPage]:
-        return self.hook.iter_result_pages(execution_id, **self._paging())
+        return self.hook.iter_result_pages(execution_id, exact_numbers=True, **self._paging())
 
     def _paging(self) -> dict[str, Any]:
         return {
@@ -203,9 +224,7 @@ class DuneResultsToStorageOperator(BaseOperator):
     def _write_jsonl(self, execution_id: str, out: IO[bytes]) -> int:
         rows = 0
         for page in self._pages(execution_id):
-            out.write(
-                "".join(json.dumps(row, ensure_ascii=False, default=str) + "\n" for row in page.rows).encode()
-            )
+            out.write("".join(json_line(row) for row in page.rows).encode())
             rows += len(page.rows)
         return rows
 
@@ -220,7 +239,7 @@ class DuneResultsToStorageOperator(BaseOperator):
                         pa, page.column_names or list(page.rows[0] if page.rows else []), page.column_types
                     )
                     writer = pq.ParquetWriter(out, schema)
-                writer.write_table(_page_table(pa, page.rows, writer.schema))
+                writer.write_table(page_table(pa, page.rows, writer.schema))
                 rows += len(page.rows)
         finally:
             if writer is not None:
@@ -237,52 +256,3 @@ def _require_pyarrow() -> tuple[Any, Any]:
             "format='parquet' needs pyarrow: pip install 'airflow-provider-dune[parquet]'."
         ) from None
     return pa, pq
-
-
-def _make_parent(path: ObjectStoragePath) -> None:
-    # Local paths need their folder; object stores have none, and some refuse mkdir.
-    with contextlib.suppress(OSError, NotImplementedError):
-        path.parent.mkdir(parents=True, exist_ok=True)
-
-
-# Dune column types (Trino's) to Arrow; anything else is kept as text, never guessed.
-_INTEGER_TYPES = ("bigint", "integer", "int", "smallint", "tinyint", "hugeint", "ubigint", "uinteger")
-_FLOAT_TYPES = ("double", "real", "float")
-
-
-def arrow_schema(pa: Any, names: Sequence[str], types: Sequence[str]) -> Any:
-    """The Parquet schema from Dune's column names and types (strings when a type is unknown)."""
-    fields = []
-    for index, name in enumerate(names):
-        kind = (types[index] if index < len(types) else "").strip().lower()
-        if kind in _INTEGER_TYPES:
-            arrow_type = pa.int64()
-        elif kind in _FLOAT_TYPES or kind.startswith("decimal"):
-            arrow_type = pa.float64()
-        elif kind == "boolean":
-            arrow_type = pa.bool_()
-        else:
-            arrow_type = pa.string()
-        fields.append(pa.field(name, arrow_type))
-    return pa.schema(fields)
-
-
-def _page_table(pa: Any, rows: list[dict[str, Any]], schema: Any) -> Any:
-    """One page as an Arrow table, built column by column (the per-row work is one dict lookup).
-
-    JSON numbers go straight into int64/float64 columns; a text column that received lists,
-    objects or numbers keeps them as JSON text rather than failing the export.
-    """
-    arrays = []
-    for field in schema:
-        values = [row.get(field.name) for row in rows]
-        if pa.types.is_string(field.type) and any(v is not None and not isinstance(v, str) for v in values):
-            values = [_as_text(v) for v in values]
-        arrays.append(pa.array(values, type=field.type))
-    return pa.Table.from_arrays(arrays, schema=schema)
-
-
-def _as_text(value: Any) -> str | None:
-    if value is None or isinstance(value, str):
-        return value
-    return json.dumps(value) if isinstance(value, (list, dict)) else str(value)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pyarrow as pa
 
-from airflow_provider_dune.operators.results import _page_table, arrow_schema
+from airflow_provider_dune.operators.result_encoding import arrow_schema, page_table
 
 
 def test_columns_follow_dune_types_and_odd_values_survive_as_text():
@@ -14,7 +14,7 @@ def test_columns_follow_dune_types_and_odd_values_survive_as_text():
         {"n": None, "price": 2.5, "label": 7, "ok": False},
         {"n": 3, "price": None, "label": {"k": [1, 2]}, "ok": None},
     ]
-    table = _page_table(pa, rows, schema)
+    table = page_table(pa, rows, schema)
     assert table.schema == schema
     assert table.column("n").to_pylist() == [1, None, 3]
     assert table.column("price").to_pylist() == [2.0, 2.5, None]
@@ -24,6 +24,29 @@ def test_columns_follow_dune_types_and_odd_values_survive_as_text():
 
 def test_unknown_types_are_kept_as_text_and_missing_keys_are_null():
     schema = arrow_schema(pa, ["when", "extra"], ["timestamp(3) with time zone"])
-    table = _page_table(pa, [{"when": "2024-01-01 00:00:00.000 UTC"}], schema)
+    table = page_table(pa, [{"when": "2024-01-01 00:00:00.000 UTC"}], schema)
     assert table.column("when").to_pylist() == ["2024-01-01 00:00:00.000 UTC"]
     assert table.column("extra").to_pylist() == [None]
+
+
+def test_each_dune_type_gets_an_arrow_type_that_holds_all_its_values():
+    from airflow_provider_dune.operators.result_encoding import arrow_type
+
+    expected = {
+        "tinyint": pa.int8(),
+        "integer": pa.int32(),
+        "bigint": pa.int64(),
+        "uinteger": pa.uint32(),
+        "ubigint": pa.uint64(),
+        "hugeint": pa.decimal256(39, 0),
+        "decimal(38,18)": pa.decimal128(38, 18),
+        "DECIMAL(50, 10)": pa.decimal256(50, 10),
+        "decimal(77,0)": pa.string(),
+        "decimal": pa.string(),
+        "uint256": pa.string(),
+        "int256": pa.string(),
+        "real": pa.float64(),
+        "boolean": pa.bool_(),
+        "varbinary": pa.string(),
+    }
+    assert {name: arrow_type(pa, name) for name in expected} == expected

@@ -22,8 +22,8 @@ $(VENV)/.installed: $(LOCK) pyproject.toml
 install: $(VENV)/.installed
 
 lint: install
-	$(BIN)/ruff check airflow_provider_dune tests example_dags scripts benchmarks
-	$(BIN)/ruff format --check airflow_provider_dune example_dags scripts benchmarks
+	$(BIN)/ruff check airflow_provider_dune tests example_dags scripts benchmarks harness
+	$(BIN)/ruff format --check airflow_provider_dune example_dags scripts benchmarks harness
 
 typecheck: install
 	$(BIN)/mypy

@@ -10,7 +10,7 @@ VENV := $(if $(filter 2,$(AIRFLOW)),.venv-airflow2,.venv)
 LOCK := requirements/airflow$(AIRFLOW).lock
 BIN := $(VENV)/bin
 
-.PHONY: install demo test lint typecheck lock clean benchmarks
+.PHONY: install demo test lint typecheck lock clean benchmarks test-distributed test-browser screenshots chromium
 
 $(VENV)/.installed: $(LOCK) pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -31,6 +31,22 @@ typecheck: install
 test: lint typecheck
 	$(BIN)/python -m pytest -q -p no:cacheprovider tests
 
+# Airflow as teams run it (PostgreSQL, Celery on Redis, two triggerers; servers from pip),
+# and the Airflow UI in headless Chromium. Each boots its own deployment (harness/).
+test-distributed: install
+	$(BIN)/python -m pytest -q -p no:cacheprovider -m distributed tests/distributed
+
+test-browser: install
+	$(BIN)/python -m pytest -q -p no:cacheprovider -m browser tests/browser
+
+# The UI screenshots in docs/img/ (README, docs): the browser checks, saving what they see.
+screenshots: install
+	SCREENSHOTS_DIR=docs/img $(BIN)/python -m pytest -q -p no:cacheprovider -m browser tests/browser
+
+# Debian's Chromium for the browser checks (as root; Playwright cannot download browsers here).
+chromium:
+	command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium)
+
 demo: install
 	$(BIN)/python scripts/demo.py
 
@@ -42,7 +58,7 @@ benchmarks: install
 # Re-resolve the pinned environments after changing dependencies in pyproject.toml.
 lock:
 	uv pip compile --quiet pyproject.toml requirements/airflow3.in --extra emulator --extra test \
-		--python-version 3.11 -o requirements/airflow3.lock
+		--extra distributed --extra browser --python-version 3.11 -o requirements/airflow3.lock
 	uv pip compile --quiet pyproject.toml requirements/airflow2.in --extra emulator --extra test \
 		--python-version 3.11 -o requirements/airflow2.lock
 

@@ -180,30 +180,17 @@ def launcher(profile_prefix: str | None) -> tuple[str, ...]:
 def boot(deployment: AirflowDeployment, profile_prefix: str | None) -> None:
     """Start every component, DAGs left paused (the probe runs first), wait for the trigger runner."""
     deployment.boot(DAG_ID, unpause=False, triggerer_launcher=launcher(profile_prefix))
-    wait_for_triggerer(deployment)
+    wait_for_runner(deployment)
 
 
-def triggerer_job(deployment: AirflowDeployment) -> int | None:
-    """The id of the newest running triggerer job."""
-    jobs = deployment.running_triggerer_jobs()
-    return jobs[-1] if jobs else None
-
-
-def wait_for_triggerer(deployment: AirflowDeployment, after_job: int | None = None) -> int:
-    """Until the triggerer's job row (newer than ``after_job``) runs and its runner is forked."""
-
-    def ready() -> bool:
-        job = triggerer_job(deployment)
-        return (
-            job is not None
-            and (after_job is None or job > after_job)
-            and "runner" in triggerer_tree(deployment.processes["triggerer"].pid)
-        )
-
-    wait_for(deployment, "the triggerer's job row and trigger runner", ready, timeout=120)
-    job = triggerer_job(deployment)
-    assert job is not None
-    return job
+def wait_for_runner(deployment: AirflowDeployment) -> None:
+    """Until the triggerer has forked its trigger runner (its job row runs already)."""
+    wait_for(
+        deployment,
+        "the triggerer's trigger runner",
+        lambda: "runner" in triggerer_tree(deployment.processes["triggerer"].pid),
+        timeout=120,
+    )
 
 
 def start_probe(deployment: AirflowDeployment, probe_path: str, timeout: float = 180) -> None:
@@ -224,14 +211,13 @@ def restart_triggerer(deployment: AirflowDeployment, n: int, local_settings: str
     A graceful stop ends the old triggerer's job, so the new one takes every trigger over at
     once. Returns the new job id once it runs all N triggers and the probe.
     """
-    old_job = triggerer_job(deployment)
     deployment.kill("triggerer", grace=60)
     if local_settings is not None:
         config = deployment.home / "config"
         config.mkdir(exist_ok=True)
         (config / "airflow_local_settings.py").write_text(local_settings)
-    deployment.start("triggerer", "triggerer")
-    job = wait_for_triggerer(deployment, after_job=old_job)
+    job = deployment.start_triggerer("triggerer")
+    wait_for_runner(deployment)
     deadline = time.monotonic() + 180
     while True:
         deployment.assert_running()

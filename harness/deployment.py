@@ -6,7 +6,7 @@ migrates the metadata database and starts each long-running component as a subpr
 its own process group, output to ``process-logs/<name>.log``. Two shapes:
 
 * :data:`LOCAL`: SQLite and the LocalExecutor (Airflow 2: the SequentialExecutor), one
-  triggerer; on Airflow 3 the DAG processor and the API server. What ``make demo`` runs.
+  triggerer; on Airflow 3 the DAG processor and the API server. Airflow's own default.
 * :data:`DISTRIBUTED` (Airflow 3): PostgreSQL, the CeleryExecutor with a Redis broker and two
   Celery workers, two triggerers that split the deferred tasks (triggerer high availability),
   the scheduler, the DAG processor and the API server. PostgreSQL and Redis come from pip
@@ -126,13 +126,7 @@ class AirflowDeployment:
         if returncode != 0:
             raise AssertionError(f"`airflow {' '.join(args)}` exited with {returncode}")
 
-    def start(
-        self,
-        name: str,
-        *args: str,
-        launcher: tuple[str, ...] = AIRFLOW,
-        env: Mapping[str, str] | None = None,
-    ) -> None:
+    def start(self, name: str, *args: str, launcher: tuple[str, ...] = AIRFLOW) -> None:
         """Start a long-running component in its own process group, output to ``<name>.log``.
 
         ``launcher``: what runs ``airflow`` (the benchmarks wrap it in a profiler).
@@ -140,7 +134,7 @@ class AirflowDeployment:
         with open(self.log_dir / f"{name}.log", "ab") as log:
             self.processes[name] = subprocess.Popen(
                 [sys.executable, *launcher, *args],
-                env={**self.env, **(env or {})},
+                env=self.env,
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,

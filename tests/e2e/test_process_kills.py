@@ -45,7 +45,7 @@ TASK_STATE_STORE = tuple(int(part) for part in AIRFLOW_VERSION.split(".")[:2]) >
 
 TRIGGERER_DAG_ID = "e2e_dune_triggerer_restart"
 DEFERRED_TASKS = ("pipeline_a", "pipeline_b", "pipeline_c")
-# Query 1001's pipeline has 2 nodes: ~26 s from submit to the end. Airflow 2's
+# Each pipeline has 2 query nodes: ~26 s from submit to the end. Airflow 2's
 # SequentialExecutor starts the 3 tasks one after the other (~5 s each), so the first
 # pipeline must still run once the last task has deferred and the triggerer is killed.
 TRIGGERER_NODE_SECONDS = 13.0
@@ -72,7 +72,17 @@ with DAG(
     default_args={{"retries": 0}},
 ):
     for task_id in {DEFERRED_TASKS!r}:
-        DuneRunPipelineOperator(task_id=task_id, query_id=1001, deferrable=True, poll_interval=1)
+        # Query nodes only: the emulator's DuckDB refuses two refreshes of one view at once (a
+        # catalog write-write conflict), which query 1001's lineage pipelines would start.
+        DuneRunPipelineOperator(
+            task_id=task_id,
+            nodes=[
+                {{"id": 1, "query_execution": {{"query_id": 1003}}}},
+                {{"id": 2, "dependencies": [1], "query_execution": {{"query_id": 1001}}}},
+            ],
+            deferrable=True,
+            poll_interval=1,
+        )
 """
 
 WORKER_DAG = f"""

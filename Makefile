@@ -19,7 +19,7 @@ BIN := $(VENV)/bin
 UV := .venv-uv/bin/uv
 LOCK_PYTHON := 3.11
 
-.PHONY: install demo test suite lint typecheck lock dist clean benchmarks contract
+.PHONY: install demo test suite lint typecheck lock dist clean benchmarks contract test-distributed test-browser screenshots chromium
 
 $(UV): requirements/bootstrap.lock
 	$(PYTHON) -m venv .venv-uv
@@ -36,8 +36,8 @@ $(VENV)/.installed: $(LOCK) pyproject.toml | $(UV)
 install: $(VENV)/.installed
 
 lint: install
-	$(BIN)/ruff check airflow_provider_dune tests example_dags scripts benchmarks
-	$(BIN)/ruff format --check airflow_provider_dune example_dags scripts benchmarks
+	$(BIN)/ruff check airflow_provider_dune tests example_dags scripts benchmarks harness
+	$(BIN)/ruff format --check airflow_provider_dune example_dags scripts benchmarks harness
 
 typecheck: install
 	$(BIN)/mypy
@@ -55,6 +55,22 @@ test: lint typecheck suite
 contract: install
 	$(BIN)/python -m pytest -q -p no:cacheprovider tests/contract
 
+# Airflow as teams run it (PostgreSQL, Celery on Redis, two triggerers; servers from pip),
+# and the Airflow UI in headless Chromium. Each boots its own deployment (harness/).
+test-distributed: install
+	$(BIN)/python -m pytest -q -p no:cacheprovider -m distributed tests/distributed
+
+test-browser: install
+	$(BIN)/python -m pytest -q -p no:cacheprovider -m browser tests/browser
+
+# The UI screenshots in docs/img/ (README, docs): the browser checks, saving what they see.
+screenshots: install
+	SCREENSHOTS_DIR=docs/img $(BIN)/python -m pytest -q -p no:cacheprovider -m browser tests/browser
+
+# Debian's Chromium for the browser checks (as root; Playwright cannot download browsers here).
+chromium:
+	command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium)
+
 demo: install
 	$(BIN)/python scripts/demo.py
 
@@ -68,7 +84,10 @@ COMPILE = $(UV) pip compile --quiet --generate-hashes --python-version $(LOCK_PY
 lock: | $(UV)
 	$(COMPILE) requirements/bootstrap.in -o requirements/bootstrap.lock
 	$(COMPILE) requirements/dist.in -o requirements/dist.lock
-	for env in airflow3 airflow3.2 airflow2; do \
+	# Only the newest Airflow runs the distributed and browser suites.
+	$(COMPILE) pyproject.toml requirements/airflow3.in --extra emulator --extra test \
+		--extra distributed --extra browser -o requirements/airflow3.lock
+	for env in airflow3.2 airflow2; do \
 		$(COMPILE) pyproject.toml requirements/$$env.in --extra emulator --extra test \
 			-o requirements/$$env.lock || exit 1; \
 	done

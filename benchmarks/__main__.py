@@ -19,7 +19,15 @@ from benchmarks.common import BenchResult, load, machine, timed
 from benchmarks.report import render
 
 ROOT = Path(__file__).resolve().parent.parent
-BENCHMARKS = ("emulator", "trigger-scale", "request-economy", "import-cost", "results", "real-triggerer")
+BENCHMARKS = (
+    "emulator",
+    "trigger-scale",
+    "request-economy",
+    "import-cost",
+    "results",
+    "real-triggerer",
+    "distributed-triggerers",
+)
 QUICK = {
     "triggers": 200,
     "seconds": 20.0,
@@ -30,6 +38,9 @@ QUICK = {
     "real_tasks": 50,
     "real_seconds": 20.0,
     "real_frozen_seconds": 15.0,
+    "dist_split": 500,
+    "dist_steps": [1000],
+    "dist_seconds": 20.0,
 }
 FULL = {
     "triggers": 1000,
@@ -41,6 +52,9 @@ FULL = {
     "real_tasks": 200,
     "real_seconds": 120.0,
     "real_frozen_seconds": 60.0,
+    "dist_split": 1000,
+    "dist_steps": [2000, 3000, 5000],
+    "dist_seconds": 30.0,
 }
 
 
@@ -156,6 +170,17 @@ def main(argv: list[str] | None = None) -> int:
                 "frozen_seconds": settings["real_frozen_seconds"],
                 "warmup": settings["warmup"],
                 "command": only("real-triggerer"),
+            },
+        ),
+        (
+            "distributed-triggerers",
+            "distributed_triggerers",
+            {
+                "split": settings["dist_split"],
+                "steps": settings["dist_steps"],
+                "seconds": settings["dist_seconds"],
+                "warmup": settings["warmup"],
+                "command": only("distributed-triggerers"),
             },
         ),
     ):

@@ -5,7 +5,7 @@ This benchmark checks that the same triggers cost about the same inside a real d
 
 1. An emulator process starts N pipelines whose executions outlast the run, so every trigger
    keeps polling.
-2. A throwaway SQLite Airflow home (:class:`tests.e2e.processes.AirflowDeployment`) gets one
+2. A throwaway SQLite Airflow home (:func:`harness.deployment.airflow_deployment`) gets one
    DAG: ``DunePipelineSensor(deferrable=True, poke_interval=1)`` mapped over the N pipeline
    ids. The scheduler (LocalExecutor), DAG processor, execution API server and triggerer run
    as separate processes. A second DAG in the same file defers one task onto
@@ -62,37 +62,36 @@ import itertools
 import json
 import math
 import os
-import pstats
 import signal
 import subprocess
 import sys
 import tempfile
 import time
-import types
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
-
-import psutil
 
 from benchmarks.common import (
     API_KEY,
     PYTHON,
     BenchResult,
     EmulatorProcess,
-    Figure,
     run_worker,
     submit_pipelines,
 )
+from benchmarks.profiled import print_profile, summarize_profile, wait_for_file
+from benchmarks.real_triggerer_figures import INTERVAL, NAME, figures, lag_figures
+from harness.deployment import AirflowDeployment, airflow_deployment, wait_for
+from harness.processes import cpu_seconds, rss_mb, tree_cpu_seconds, triggerer_tree
 
 ROOT = Path(__file__).resolve().parent.parent
-NAME = "real-triggerer"
+
 DAG_ID = "bench_real_triggerer"
 TASK_ID = "wait_for_pipeline"
 PROBE_DAG_ID = "bench_lag_probe"
 PROBE_CLASSPATH = "benchmarks.lag_probe.LagProbeTrigger"  # not imported here: it imports Airflow
-INTERVAL = 1.0
+
 PARALLELISM = 8  # task processes at once; more only queue for the 2 cores of a small machine
 DAG_SOURCE = """
 import datetime
@@ -156,51 +155,6 @@ class DeploymentFailed(RuntimeError):
     pass
 
 
-# ------------------------------------------------------------------ processes and their CPU
-
-
-def triggerer_tree(pid: int) -> dict[str, psutil.Process]:
-    """The triggerer (the supervisor: DB loop), its forked trigger runner, and its log server."""
-    main = psutil.Process(pid)
-    tree = {"supervisor": main}
-    for child in main.children(recursive=True):
-        with contextlib.suppress(psutil.Error):
-            role = "log server" if "serve-logs" in " ".join(child.cmdline()) else "runner"
-            if role in tree:
-                role = f"{role} {child.pid}"
-            tree[role] = child
-    return tree
-
-
-def cpu_of(processes: dict[str, psutil.Process]) -> dict[str, float]:
-    out = {}
-    for role, process in processes.items():
-        with contextlib.suppress(psutil.Error):
-            times = process.cpu_times()
-            out[role] = times.user + times.system
-    return out
-
-
-def group_cpu(pid: int) -> float:
-    """CPU of a process and all its descendants (the other Airflow components, for context)."""
-    total = 0.0
-    with contextlib.suppress(psutil.Error):
-        root = psutil.Process(pid)
-        for process in [root, *root.children(recursive=True)]:
-            with contextlib.suppress(psutil.Error):
-                times = process.cpu_times()
-                total += times.user + times.system
-    return total
-
-
-def rss_mb(processes: dict[str, psutil.Process]) -> dict[str, float]:
-    out = {}
-    for role, process in processes.items():
-        with contextlib.suppress(psutil.Error):
-            out[role] = process.memory_info().rss / 2**20
-    return out
-
-
 # ------------------------------------------------------------------ the deployment
 
 
@@ -223,40 +177,24 @@ def launcher(profile_prefix: str | None) -> tuple[str, ...]:
     return ("-m", "benchmarks.profiled", profile_prefix, "airflow")
 
 
-def boot(deployment: Any, profile_prefix: str | None) -> None:
+def boot(deployment: AirflowDeployment, profile_prefix: str | None) -> None:
     """Start every component, DAGs left paused (the probe runs first), wait for the trigger runner."""
     deployment.boot(DAG_ID, unpause=False, triggerer_launcher=launcher(profile_prefix))
-    wait_for_triggerer(deployment)
+    wait_for_runner(deployment)
 
 
-def triggerer_job(deployment: Any) -> int | None:
-    """The id of the newest running triggerer job."""
-    rows = deployment.query("SELECT max(id) FROM job WHERE job_type = 'TriggererJob' AND state = 'running'")
-    return int(rows[0][0]) if rows and rows[0][0] is not None else None
+def wait_for_runner(deployment: AirflowDeployment) -> None:
+    """Until the triggerer has forked its trigger runner (its job row runs already)."""
+    wait_for(
+        deployment,
+        "the triggerer's trigger runner",
+        lambda: "runner" in triggerer_tree(deployment.processes["triggerer"].pid),
+        timeout=120,
+    )
 
 
-def wait_for_triggerer(deployment: Any, after_job: int | None = None) -> int:
-    """Until the triggerer's job row (newer than ``after_job``) runs and its runner is forked."""
-    from tests.e2e.processes import wait_for
-
-    def ready() -> bool:
-        job = triggerer_job(deployment)
-        return (
-            job is not None
-            and (after_job is None or job > after_job)
-            and "runner" in triggerer_tree(deployment.processes["triggerer"].pid)
-        )
-
-    wait_for(deployment, "the triggerer's job row and trigger runner", ready, timeout=120)
-    job = triggerer_job(deployment)
-    assert job is not None
-    return job
-
-
-def start_probe(deployment: Any, probe_path: str, timeout: float = 180) -> None:
+def start_probe(deployment: AirflowDeployment, probe_path: str, timeout: float = 180) -> None:
     """Trigger the lag probe's DAG; wait until the probe writes from the triggerer's event loop."""
-    from tests.e2e.processes import wait_for
-
     started = time.time()
     deployment.airflow("dags", "trigger", PROBE_DAG_ID)
     wait_for(
@@ -267,24 +205,23 @@ def start_probe(deployment: Any, probe_path: str, timeout: float = 180) -> None:
     )
 
 
-def restart_triggerer(deployment: Any, n: int, local_settings: str | None) -> int:
+def restart_triggerer(deployment: AirflowDeployment, n: int, local_settings: str | None) -> int:
     """Stop the triggerer gracefully, optionally add ``airflow_local_settings.py``, start a new one.
 
     A graceful stop ends the old triggerer's job, so the new one takes every trigger over at
     once. Returns the new job id once it runs all N triggers and the probe.
     """
-    old_job = triggerer_job(deployment)
     deployment.kill("triggerer", grace=60)
     if local_settings is not None:
         config = deployment.home / "config"
         config.mkdir(exist_ok=True)
         (config / "airflow_local_settings.py").write_text(local_settings)
-    deployment.start("triggerer", "triggerer")
-    job = wait_for_triggerer(deployment, after_job=old_job)
+    job = deployment.start_triggerer("triggerer")
+    wait_for_runner(deployment)
     deadline = time.monotonic() + 180
     while True:
         deployment.assert_running()
-        rows = deployment.query("SELECT count(*) FROM trigger WHERE triggerer_id = ?", job)
+        rows = deployment.query("SELECT count(*) FROM trigger WHERE triggerer_id = :job", job=job)
         taken = int(rows[0][0]) if rows else 0
         if taken == n + 1:  # the N sensors' triggers and the probe
             return job
@@ -293,19 +230,21 @@ def restart_triggerer(deployment: Any, n: int, local_settings: str | None) -> in
         time.sleep(1.0)
 
 
-def counts(deployment: Any) -> tuple[Counter[str], int]:
+def counts(deployment: AirflowDeployment) -> tuple[Counter[str], int]:
     states = Counter(
         str(state)
-        for (state,) in deployment.query("SELECT state FROM task_instance WHERE dag_id = ?", DAG_ID)
+        for (state,) in deployment.query(
+            "SELECT state FROM task_instance WHERE dag_id = :dag_id", dag_id=DAG_ID
+        )
     )
     assigned = deployment.query(
-        "SELECT count(*) FROM trigger WHERE triggerer_id IS NOT NULL AND classpath != ?",
-        PROBE_CLASSPATH,
+        "SELECT count(*) FROM trigger WHERE triggerer_id IS NOT NULL AND classpath != :probe",
+        probe=PROBE_CLASSPATH,
     )
     return states, int(assigned[0][0]) if assigned else 0
 
 
-def wait_until_deferred(deployment: Any, n: int, timeout: float) -> float:
+def wait_until_deferred(deployment: AirflowDeployment, n: int, timeout: float) -> float:
     """Until all N tasks are deferred and their triggers assigned; returns the seconds it took."""
     started = time.monotonic()
     while True:
@@ -328,7 +267,9 @@ def status_paths(ids: list[str]) -> set[str]:
     return {f"/api/v1/pipelines/executions/{pipeline_id}/status" for pipeline_id in ids}
 
 
-def wait_until_polled(emulator: EmulatorProcess, deployment: Any, ids: list[str], timeout: float) -> None:
+def wait_until_polled(
+    emulator: EmulatorProcess, deployment: AirflowDeployment, ids: list[str], timeout: float
+) -> None:
     """Until every pipeline got a status GET within 3 s: the runner has started every trigger.
 
     Every task has deferred by now, so no sensor poke is among these GETs.
@@ -370,16 +311,6 @@ def mean_burst(times: list[float], gap: float = 0.002) -> float:
         return 0.0
     bursts = 1 + sum(1 for before, after in itertools.pairwise(times) if after - before >= gap)
     return len(times) / bursts
-
-
-def log_tails(deployment: Any, lines: int = 12) -> str:
-    """The last lines of each component's log (not the N task and trigger logs)."""
-    parts = []
-    for path in sorted(deployment.log_dir.glob("*.log")):
-        content = path.read_text(errors="replace").splitlines()
-        parts.append(f"----- {path.name} (last {lines} of {len(content)} lines) -----")
-        parts.extend(line[:300] for line in content[-lines:])
-    return "\n".join(parts)
 
 
 # ------------------------------------------------------------------ the lag probe (lag_probe.py)
@@ -435,34 +366,34 @@ def lag_summary(lines: Iterable[dict[str, Any]], start: float, end: float) -> di
 # ------------------------------------------------------------------ the measurement
 
 
-def measure_idle(deployment: Any, seconds: float) -> dict[str, float]:
+def measure_idle(deployment: AirflowDeployment, seconds: float) -> dict[str, float]:
     tree = triggerer_tree(deployment.processes["triggerer"].pid)
-    cpu0, wall0 = cpu_of(tree), time.monotonic()
+    cpu0, wall0 = cpu_seconds(tree), time.monotonic()
     time.sleep(seconds)
-    cpu1, wall1 = cpu_of(tree), time.monotonic()
+    cpu1, wall1 = cpu_seconds(tree), time.monotonic()
     elapsed = wall1 - wall0
     return {role: (cpu1[role] - cpu0[role]) / elapsed for role in cpu1 if role in cpu0}
 
 
 def measure_window(
-    emulator: EmulatorProcess, deployment: Any, ids: list[str], seconds: float
+    emulator: EmulatorProcess, deployment: AirflowDeployment, ids: list[str], seconds: float
 ) -> dict[str, Any]:
     triggerer = deployment.processes["triggerer"]
     tree = triggerer_tree(triggerer.pid)
     others = {name: p.pid for name, p in deployment.processes.items() if name != "triggerer"}
     emulator.clear_log()
     rss0 = rss_mb(tree)
-    others0 = {name: group_cpu(pid) for name, pid in others.items()}
+    others0 = {name: tree_cpu_seconds(pid) for name, pid in others.items()}
     emulator0 = emulator.cpu_seconds()
-    cpu0, wall0, epoch0 = cpu_of(tree), time.monotonic(), time.time()
+    cpu0, wall0, epoch0 = cpu_seconds(tree), time.monotonic(), time.time()
     # Sample the RSS through the window: the reference point, as in trigger-scale, is halfway.
     rss_samples: list[tuple[float, float]] = []
     while (now := time.monotonic()) < wall0 + seconds:
         rss_samples.append((now - wall0, sum(rss_mb(tree).values())))
         time.sleep(min(5.0, wall0 + seconds - now))
-    cpu1, wall1, epoch1 = cpu_of(tree), time.monotonic(), time.time()
+    cpu1, wall1, epoch1 = cpu_seconds(tree), time.monotonic(), time.time()
     emulator1 = emulator.cpu_seconds()
-    others1 = {name: group_cpu(pid) for name, pid in others.items()}
+    others1 = {name: tree_cpu_seconds(pid) for name, pid in others.items()}
     rss1 = rss_mb(tree)
     deployment.assert_running()
     polls, statuses, times = polls_between(emulator, ids, epoch0, epoch1)
@@ -507,73 +438,8 @@ def baseline_args(emulator: EmulatorProcess, ids_file: str, warmup: float, secon
 # ------------------------------------------------------------------ profiling (--profile only)
 
 
-CATEGORIES: tuple[tuple[str, tuple[str, ...]], ...] = (
-    ("provider", ("airflow_provider_dune/",)),
-    ("aiohttp, yarl, multidict", ("aiohttp/", "yarl/", "multidict/", "aiohappyeyeballs/")),
-    ("greenback / greenlet", ("greenback/", "greenlet", "outcome/")),
-    ("asyncio loop", ("asyncio/", "selectors.py", "epoll", "uvloop")),
-    ("triggerer loop (triggerer_job_runner)", ("jobs/triggerer_job_runner.py",)),
-    ("task SDK comms, supervisor", ("sdk/execution_time/",)),
-    ("logging (structlog, logging)", ("structlog/", "/logging/", "sdk/log", "airflow/_shared/logging")),
-    ("SQLAlchemy, sqlite", ("sqlalchemy/", "sqlite3")),
-    ("pydantic, msgspec", ("pydantic", "msgspec")),
-    ("opentelemetry, stats", ("opentelemetry/", "observability/", "stats")),
-    ("json", ("json",)),
-    ("psutil", ("psutil/",)),
-    ("the in-process worker's probes and counter", ("benchmarks/",)),
-    ("C builtins (socket I/O, isinstance, heapq, ...)", ("~",)),
-    ("other airflow", ("airflow/",)),
-)
-
-
-def category(filename: str, function: str) -> str:
-    key = f"{filename} {function}"
-    for name, patterns in CATEGORIES:
-        if any(pattern in key for pattern in patterns):
-            return name
-    return "other"
-
-
-def summarize_profile(path: Path, polls: int, seconds: float, top: int = 15) -> dict[str, Any]:
-    stats = pstats.Stats(str(path)).stats  # type: ignore[attr-defined]
-    by_category: Counter[str] = Counter()
-    functions = []
-    for (filename, line, function), (_cc, calls, tottime, cumtime, _callers) in stats.items():
-        by_category[category(filename, function)] += tottime
-        short = filename.split("site-packages/")[-1].split("/work/main/")[-1]
-        functions.append((tottime, cumtime, calls, f"{short}:{line}({function})"))
-    functions.sort(reverse=True)
-    total = sum(by_category.values())
-    per_poll = 1e6 / polls if polls else math.nan
-    return {
-        "polls": polls,
-        "cpu_seconds": total,
-        "us_per_poll": total * per_poll,
-        "cpu_ms_per_second": total / seconds * 1000,
-        "categories_us_per_poll": {
-            name: round(seconds * per_poll, 1) for name, seconds in by_category.most_common()
-        },
-        "top_functions": [
-            {
-                "function": name,
-                "calls_per_poll": round(calls / polls, 2) if polls else None,
-                "self_us_per_poll": round(tottime * per_poll, 1),
-                "cumulative_us_per_poll": round(cumtime * per_poll, 1),
-            }
-            for tottime, cumtime, calls, name in functions[:top]
-        ],
-    }
-
-
-def wait_for_file(path: Path, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not path.exists() and time.monotonic() < deadline:
-        time.sleep(0.2)
-    time.sleep(0.5)  # let the dump finish
-
-
 def profile_triggerer(
-    emulator: EmulatorProcess, deployment: Any, ids: list[str], prefix: str, seconds: float
+    emulator: EmulatorProcess, deployment: AirflowDeployment, ids: list[str], prefix: str, seconds: float
 ) -> dict[str, Any]:
     tree = triggerer_tree(deployment.processes["triggerer"].pid)
     targets = {role: tree[role] for role in ("supervisor", "runner") if role in tree}
@@ -641,10 +507,7 @@ def profile_baseline(
 
 
 @contextlib.contextmanager
-def deployment_for(emulator: EmulatorProcess, ids: list[str], probe_path: str) -> Iterator[Any]:
-    from tests.e2e.processes import airflow_deployment
-
-    conn = types.SimpleNamespace(airflow_conn_json=emulator.conn_json)
+def deployment_for(emulator: EmulatorProcess, ids: list[str], probe_path: str) -> Iterator[AirflowDeployment]:
     extra_env = {
         "AIRFLOW__CORE__PARALLELISM": str(PARALLELISM),
         "AIRFLOW__CORE__MAX_ACTIVE_TASKS_PER_DAG": str(len(ids)),
@@ -652,7 +515,8 @@ def deployment_for(emulator: EmulatorProcess, ids: list[str], probe_path: str) -
         "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
     }
     dags = {DAG_ID: dag_source(ids, probe_path)}
-    with airflow_deployment(conn, dags, extra_env=extra_env) as deployment:
+    connections = {"AIRFLOW_CONN_DUNE_DEFAULT": emulator.conn_json()}
+    with airflow_deployment(dags, connections=connections, extra_env=extra_env) as deployment:
         yield deployment
 
 
@@ -759,7 +623,8 @@ def run(
                     deployment.passed = True
                 except Exception as exc:
                     raise DeploymentFailed(
-                        f"{phase}: {type(exc).__name__}: {exc}\n{log_tails(deployment)}\n"
+                        f"{phase}: {type(exc).__name__}: {exc}\n"
+                        f"{deployment.diagnostics(12, components_only=True)}\n"
                         f"(Airflow home kept in {deployment.home})"
                     ) from exc
         except DeploymentFailed as exc:
@@ -779,236 +644,6 @@ def run(
     result.figures.extend(figures(real, baseline, tasks, seconds, command, profiled=profile))
     result.figures.extend(lag_figures(real, frozen, command))
     return result
-
-
-def figures(
-    real: dict[str, Any], base: dict[str, Any], n: int, seconds: float, command: str, profiled: bool
-) -> list[Figure]:
-    intended = n * seconds / INTERVAL
-    real_us, base_us = real["cpu_us_per_poll"], base["cpu_us_per_poll"]
-    ratio = real_us / base_us if real_us and base_us else math.inf
-    cpu = real["cpu_seconds"]
-    idle = real["idle_cpu_cores"]
-    idle_total = sum(idle.values())
-    fixed_us = idle_total * real["window_seconds"] / real["polls"] * 1e6 if real["polls"] else math.nan
-    others = ", ".join(f"{name} {cores:.2f}" for name, cores in real["other_components_cpu_cores"].items())
-    note_profiled = "; the triggerer ran under benchmarks.profiled (idle until signalled)" if profiled else ""
-    out = [
-        Figure(
-            benchmark=NAME,
-            name="per-poll CPU in a real airflow triggerer / in-process trigger loop, all counted",
-            value=round(real_us or 0.0, 1),
-            unit="µs CPU/poll",
-            baseline=f"benchmarks.loop_worker triggers: the same {n} triggers in one bare event loop",
-            baseline_value=round(base_us or 0.0, 1),
-            ratio=round(ratio, 2),
-            target="reported (each side's fixed cost included: see the next figure)",
-            passed=None,
-            command=command,
-            notes=(
-                f"{n} mapped DunePipelineSensor tasks deferred, poll_interval {INTERVAL:g} s, "
-                f"{real['window_seconds']:.0f} s window; polls: triggerer {real['polls']}, in-process "
-                f"{base['polls']}. Triggerer CPU by process: "
-                + ", ".join(f"{role} {seconds_:.2f} s" for role, seconds_ in cpu.items())
-                + f". Runner alone {real['runner_us_per_poll']:.1f} µs/poll. Idle triggerer "
-                "(only the lag probe's trigger): "
-                + ", ".join(f"{role} {cores * 1000:.1f} ms/s" for role, cores in idle.items())
-                + f", i.e. {fixed_us:.0f} µs/poll of fixed cost at this rate. Other components meanwhile "
-                f"(cores): {others}; emulator {real['emulator_cpu_cores']:.2f}{note_profiled}"
-            ),
-        ),
-        Figure(
-            benchmark=NAME,
-            name="trigger runner CPU per poll (the triggerer's event-loop subprocess alone)",
-            value=round(real["runner_us_per_poll"], 1),
-            unit="µs CPU/poll",
-            baseline="in-process trigger loop",
-            baseline_value=round(base_us or 0.0, 1),
-            ratio=round(real["runner_us_per_poll"] / base_us, 2) if base_us else None,
-            target="reported (the rest is the supervisor's DB loop and the log server)",
-            passed=None,
-            command=command,
-        ),
-        Figure(
-            benchmark=NAME,
-            name="polls made / polls intended",
-            value=round(real["polls"] / intended, 3),
-            unit="fraction",
-            baseline="in-process trigger loop",
-            baseline_value=round(base["polls"] / intended, 3),
-            ratio=round(real["polls"] / base["polls"], 3) if base["polls"] else None,
-            target="reported (a 1 s sleep after each answer makes the period 1 s + latency)",
-            passed=None,
-            command=command,
-            notes=f"intended {intended:.0f} = {n} triggers x {seconds:g} s / {INTERVAL:g} s; "
-            f"emulator answers in the window: {real['responses']}. Polls per burst (answered < 2 ms "
-            f"apart): triggerer {real['mean_burst']:.2f}, in-process {base.get('mean_burst', 0.0):.2f} "
-            "(the triggerer starts the triggers it picks up in one pass of its 1 s loop at once, the "
-            "in-process loop spreads their starts over the first second)",
-        ),
-    ]
-    real_marginal = marginal_us(real, idle_total)
-    probes = base["probes_cpu_cores"]
-    base_marginal = (base["cpu_seconds"] - probes * base["window_seconds"]) / base["polls"] * 1e6
-    out.insert(
-        1,
-        Figure(
-            benchmark=NAME,
-            name="per-poll CPU with each side's fixed cost taken out",
-            value=round(real_marginal, 1),
-            unit="µs CPU/poll",
-            baseline="in-process trigger loop minus its probes (10 ms heartbeat, 1 s psutil sampler)",
-            baseline_value=round(base_marginal, 1),
-            ratio=round(real_marginal / base_marginal, 2) if base_marginal > 0 else None,
-            # Like for like: the triggerer's housekeeping (DB loop, log server) and the worker's
-            # own probes do not grow with the polls, so they are not what a poll costs.
-            target="≤ 1.20x (the same per-poll cost in a real triggerer)",
-            passed=base_marginal > 0 and real_marginal / base_marginal <= 1.2,
-            command=command,
-            notes=f"fixed costs per second: idle triggerer {idle_total * 1000:.1f} ms/s "
-            "(only the lag probe's trigger); "
-            f"the in-process worker's probes {probes * 1000:.1f} ms/s (the same worker with no pipelines)",
-        ),
-    )
-    rss0, rss1 = sum(real["rss_start_mb"].values()), sum(real["rss_end_mb"].values())
-    out.append(
-        Figure(
-            benchmark=NAME,
-            name="triggerer RSS (supervisor + runner + log server), end of window",
-            value=round(rss1, 1),
-            unit="MB",
-            baseline=f"start of the window: {rss0:.1f} MB",
-            baseline_value=round(rss0, 1),
-            ratio=round(rss1 / rss0, 3) if rss0 else None,
-            target="reported",
-            passed=None,
-            command=command,
-            notes="by process at the end: "
-            + ", ".join(f"{role} {mb:.1f} MB" for role, mb in real["rss_end_mb"].items())
-            + f"; {rss1 / real['rss_reference_mb'] * 100 - 100:+.2f} % from "
-            f"{real['rss_reference_at_s']:.0f} s into the window to its end; in-process loop: "
-            f"{base['rss_reference_mb']:.1f} → "
-            f"{base['rss_end_mb']:.1f} MB",
-        )
-    )
-    states = real["task_states_after"]
-    still = states.get("deferred", 0)
-    bad = sum(count for status, count in real["responses"].items() if status != "200")
-    out.append(
-        Figure(
-            benchmark=NAME,
-            name="tasks still deferred after the window / tasks",
-            value=still,
-            unit="tasks",
-            baseline_value=n,
-            target=f"all {n} (no trigger fired or failed), every status GET answered 200",
-            passed=still == n and real["triggers_assigned_after"] == n and bad == 0,
-            command=command,
-            notes=f"task states {states}; triggers assigned {real['triggers_assigned_after']}; "
-            f"non-200 answers {bad}; setup: boot {real['boot_seconds']:.0f} s, "
-            f"{n} tasks deferred {real['defer_seconds']:.0f} s after the trigger",
-        )
-    )
-    return out
-
-
-def marginal_us(window: dict[str, Any], idle_total: float) -> float:
-    """CPU per poll of a measured window, the idle triggerer's CPU per second taken out."""
-    if not window["polls"]:
-        return math.nan
-    return (window["cpu_total"] - idle_total * window["window_seconds"]) / window["polls"] * 1e6
-
-
-def probe_start(real: dict[str, Any], window: dict[str, Any]) -> dict[str, Any]:
-    """What the probe saw of the runner that measured this window (its first line)."""
-    runner = window.get("processes", {}).get("runner")
-    return next((r for r in real.get("probe_starts", []) if r["pid"] == runner), {})
-
-
-def lag_notes(window: dict[str, Any], start: dict[str, Any]) -> str:
-    lag = window["lag"]
-    full = lag["full_collections"]
-    return (
-        f"p99 {lag['p99_ms']:.1f} ms, {lag['over_100ms']} beats > 100 ms of {lag['beats']} in "
-        f"{lag['seconds_covered']} s; worst stalls (s into the window, ms): {lag['worst_stalls']}; "
-        f"{full} full (gen-2) collections in the runner"
-        + (f", longest {lag['full_collection_max_ms']:.0f} ms" if full else "")
-        + f"; runner pid {start.get('pid')} (parent {start.get('ppid')}), gc.get_freeze_count() "
-        f"{start.get('gc_freeze_count')}, {start.get('gc_tracked')} tracked objects at the probe's start"
-    )
-
-
-def lag_figures(real: dict[str, Any], frozen: dict[str, Any], command: str) -> list[Figure]:
-    lag = real["lag"]
-    out = [
-        Figure(
-            benchmark=NAME,
-            name="event-loop lag in the real triggerer, max of a 10 ms heartbeat",
-            value=lag["max_ms"] if lag["max_ms"] is not None else math.nan,
-            unit="ms",
-            target="reported (full collections of Airflow's heap, see the frozen run)",
-            passed=None,
-            command=command,
-            notes="benchmarks.lag_probe.LagProbeTrigger deferred next to the sensors, in the measured "
-            "window; " + lag_notes(real, probe_start(real, real)),
-        )
-    ]
-    if not frozen:
-        return out
-    cold = frozen["lag"]
-    idle_total = sum(real["idle_cpu_cores"].values())
-    all_us = frozen["cpu_us_per_poll"] or math.nan
-    out.append(
-        Figure(
-            benchmark=NAME,
-            name="event-loop lag in the real triggerer with gc.freeze() at start-up "
-            "(airflow_local_settings.py)",
-            value=cold["max_ms"] if cold["max_ms"] is not None else math.nan,
-            unit="ms",
-            baseline="the same triggerer as-is (the figure above)",
-            baseline_value=lag["max_ms"],
-            ratio=round(cold["max_ms"] / lag["max_ms"], 2) if cold["max_ms"] and lag["max_ms"] else None,
-            target="< 100 ms",
-            passed=cold["max_ms"] is not None and cold["max_ms"] < 100,
-            command=command,
-            notes=f"the same deployment and triggers, the triggerer restarted with "
-            "$AIRFLOW_HOME/config/airflow_local_settings.py (in `airflow triggerer`: gc.collect(); "
-            f"gc.freeze() before each os.fork()), {frozen['window_seconds']:.0f} s window; "
-            + lag_notes(frozen, probe_start(real, frozen))
-            + f". CPU/poll: {marginal_us(frozen, idle_total):.1f} µs with the fixed cost out (as-is "
-            f"{marginal_us(real, idle_total):.1f}; both minus the as-is idle triggerer, "
-            f"{idle_total * 1000:.1f} ms/s), {all_us:.1f} µs all counted (as-is "
-            f"{real['cpu_us_per_poll'] or math.nan:.1f}); runner alone "
-            f"{frozen['runner_us_per_poll'] or math.nan:.1f} µs/poll; polls {frozen['polls']}; "
-            f"task states after {frozen['task_states_after']}",
-        )
-    )
-    return out
-
-
-def print_profile(profiles: dict[str, Any]) -> None:
-    sides = {
-        "in-process trigger loop": {"loop": profiles.get("baseline")},
-        "real triggerer": profiles.get("real"),
-    }
-    for side, roles in sides.items():
-        for role, summary in (roles or {}).items():
-            if not summary or "error" in summary:
-                print(f"{side} / {role}: {summary}")
-                continue
-            print(
-                f"\n{side} / {role}: {summary['us_per_poll']:.0f} µs CPU/poll under the profiler "
-                f"({summary['polls']} polls; {summary['cpu_ms_per_second']:.1f} ms CPU/s)"
-            )
-            for name, us in summary["categories_us_per_poll"].items():
-                if us >= 0.1:
-                    print(f"  {us:8.1f}  {name}")
-            print("  top functions (self µs/poll, cumulative µs/poll, calls/poll):")
-            for entry in summary["top_functions"]:
-                print(
-                    f"  {entry['self_us_per_poll']:8.1f} {entry['cumulative_us_per_poll']:8.1f} "
-                    f"{entry['calls_per_poll']!s:>6}  {entry['function']}"
-                )
 
 
 def main(argv: list[str] | None = None) -> int:

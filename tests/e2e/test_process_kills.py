@@ -1,6 +1,6 @@
 """Airflow processes killed mid-wait: the pipelines a task started are neither lost nor started twice.
 
-Both tests start a real deployment (see :mod:`tests.e2e.processes`) against the in-process
+Both tests start a real deployment (see :mod:`harness.deployment`) against the in-process
 Dune emulator, and SIGKILL a process while pipelines run:
 
 * the triggerer, while several deferred tasks wait in it: a new triggerer picks the
@@ -27,16 +27,15 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.processes import (
+from harness.deployment import (
     AIRFLOW_3,
     AIRFLOW_VERSION,
-    EXECUTE_PATH,
     AirflowDeployment,
     airflow_deployment,
     reported,
-    status_path,
     wait_for,
 )
+from tests.e2e.dune_paths import EXECUTE_PIPELINE, pipeline_status
 
 API_KEY = "dune-e2e-kill-key-9d41c7a2b6e0"
 TERMINAL = ("completed", "failed", "cancelled")
@@ -46,7 +45,7 @@ TASK_STATE_STORE = tuple(int(part) for part in AIRFLOW_VERSION.split(".")[:2]) >
 
 TRIGGERER_DAG_ID = "e2e_dune_triggerer_restart"
 DEFERRED_TASKS = ("pipeline_a", "pipeline_b", "pipeline_c")
-# Query 1001's pipeline has 2 nodes: ~26 s from submit to the end. Airflow 2's
+# Each pipeline has 2 query nodes: ~26 s from submit to the end. Airflow 2's
 # SequentialExecutor starts the 3 tasks one after the other (~5 s each), so the first
 # pipeline must still run once the last task has deferred and the triggerer is killed.
 TRIGGERER_NODE_SECONDS = 13.0
@@ -73,7 +72,17 @@ with DAG(
     default_args={{"retries": 0}},
 ):
     for task_id in {DEFERRED_TASKS!r}:
-        DuneRunPipelineOperator(task_id=task_id, query_id=1001, deferrable=True, poll_interval=1)
+        # Query nodes only: the emulator's DuckDB refuses two refreshes of one view at once (a
+        # catalog write-write conflict), which query 1001's lineage pipelines would start.
+        DuneRunPipelineOperator(
+            task_id=task_id,
+            nodes=[
+                {{"id": 1, "query_execution": {{"query_id": 1003}}}},
+                {{"id": 2, "dependencies": [1], "query_execution": {{"query_id": 1001}}}},
+            ],
+            deferrable=True,
+            poll_interval=1,
+        )
 """
 
 WORKER_DAG = f"""
@@ -134,7 +143,7 @@ def _return_value(deployment: AirflowDeployment, dag_id: str, task_id: str) -> o
 
 
 def _polls(dune: Any, pipeline_id: str) -> int:
-    return int(dune.request_log.count(method="GET", path_prefix=status_path(pipeline_id)))
+    return int(dune.request_log.count(method="GET", path_prefix=pipeline_status(pipeline_id)))
 
 
 # -- the triggerer dies while tasks wait in it ----------------------------------------------
@@ -148,15 +157,17 @@ def test_triggerer_killed_while_tasks_deferred(slow_dune: Any) -> None:
         "AIRFLOW__TRIGGERER__TRIGGERER_HEALTH_CHECK_THRESHOLD": "5",
     }
     with (
-        airflow_deployment(slow_dune, {TRIGGERER_DAG_ID: TRIGGERER_DAG}, env) as deployment,
+        airflow_deployment(
+            {TRIGGERER_DAG_ID: TRIGGERER_DAG}, connections=slow_dune.connection_env(), extra_env=env
+        ) as deployment,
         reported(slow_dune, deployment),
     ):
         _kill_triggerer_and_check(slow_dune, deployment)
 
 
 def _kill_triggerer_and_check(dune: Any, deployment: AirflowDeployment) -> None:
-    started = time.monotonic()
     deployment.boot(TRIGGERER_DAG_ID)
+    started = time.monotonic()  # deadlines count from the trigger: booting is slower on a busy machine
     deployment.airflow("dags", "trigger", TRIGGERER_DAG_ID)
 
     def all_waiting_in_triggerer() -> bool:
@@ -197,7 +208,7 @@ def _kill_triggerer_and_check(dune: Any, deployment: AirflowDeployment) -> None:
 
     # One pipeline per task: neither the deferral nor the resume after the restart started another.
     log = dune.request_log
-    assert log.count(method="POST", path_prefix=EXECUTE_PATH) == len(DEFERRED_TASKS), log.entries()
+    assert log.count(method="POST", path_prefix=EXECUTE_PIPELINE) == len(DEFERRED_TASKS), log.entries()
     assert sorted(dune.pipeline_execution_ids()) == sorted(pipelines)
     for pipeline_id in pipelines:
         status = dune.pipeline_status(pipeline_id)
@@ -216,7 +227,9 @@ def _kill_triggerer_and_check(dune: Any, deployment: AirflowDeployment) -> None:
 
 def test_worker_killed_mid_wait_retry_reconnects(worker_dune: Any) -> None:
     with (
-        airflow_deployment(worker_dune, {WORKER_DAG_ID: WORKER_DAG}) as deployment,
+        airflow_deployment(
+            {WORKER_DAG_ID: WORKER_DAG}, connections=worker_dune.connection_env()
+        ) as deployment,
         reported(worker_dune, deployment),
     ):
         _kill_worker_and_check(worker_dune, deployment)
@@ -236,7 +249,9 @@ def _task_process(deployment: AirflowDeployment) -> Any:
 
     if AIRFLOW_3:
         [(ti_id,)] = deployment.query(
-            "SELECT id FROM task_instance WHERE dag_id = ? AND task_id = ?", WORKER_DAG_ID, WORKER_TASK_ID
+            "SELECT id FROM task_instance WHERE dag_id = :dag_id AND task_id = :task_id",
+            dag_id=WORKER_DAG_ID,
+            task_id=WORKER_TASK_ID,
         )
         # SQLite holds the id as 32 hex digits; the title has the usual dashed form.
         title = f"airflow worker -- {uuid.UUID(str(ti_id))}"
@@ -256,8 +271,8 @@ def _task_process(deployment: AirflowDeployment) -> Any:
 def _kill_worker_and_check(dune: Any, deployment: AirflowDeployment) -> None:
     import psutil
 
-    started = time.monotonic()
     deployment.boot(WORKER_DAG_ID)
+    started = time.monotonic()  # deadlines count from the trigger: booting is slower on a busy machine
     deployment.airflow("dags", "trigger", WORKER_DAG_ID)
 
     def submitted_and_polled() -> bool:
@@ -289,9 +304,9 @@ def _kill_worker_and_check(dune: Any, deployment: AirflowDeployment) -> None:
     run_state = deployment.wait_for_run(WORKER_DAG_ID, started + 150 - time.monotonic())
     elapsed = time.monotonic() - started
     ti_rows = deployment.query(
-        "SELECT state, try_number FROM task_instance WHERE dag_id = ? AND task_id = ?",
-        WORKER_DAG_ID,
-        WORKER_TASK_ID,
+        "SELECT state, try_number FROM task_instance WHERE dag_id = :dag_id AND task_id = :task_id",
+        dag_id=WORKER_DAG_ID,
+        task_id=WORKER_TASK_ID,
     )
     print(
         f"Airflow {AIRFLOW_VERSION}: killed task process {described} after {killed_after:.1f}s "
@@ -303,7 +318,7 @@ def _kill_worker_and_check(dune: Any, deployment: AirflowDeployment) -> None:
 
     # The retry reconnected to the pipeline the killed try had started: Dune saw one POST.
     log = dune.request_log
-    assert log.count(method="POST", path_prefix=EXECUTE_PATH) == 1, log.entries()
+    assert log.count(method="POST", path_prefix=EXECUTE_PIPELINE) == 1, log.entries()
     assert dune.pipeline_execution_ids() == [pipeline_id]
     status = dune.pipeline_status(pipeline_id)
     assert status["status"] == "completed", status
@@ -315,7 +330,7 @@ def _kill_worker_and_check(dune: Any, deployment: AirflowDeployment) -> None:
 
     # The wait ended, so the record of the in-flight run is gone.
     if TASK_STATE_STORE:
-        leftover = deployment.query("SELECT key, value FROM task_state_store WHERE key = ?", STORE_KEY)
+        leftover = deployment.query("SELECT key, value FROM task_state_store WHERE key = :key", key=STORE_KEY)
     else:
-        leftover = deployment.query("SELECT key, val FROM variable WHERE key LIKE ?", f"{STORE_KEY}.%")
+        leftover = deployment.query("SELECT key, val FROM variable WHERE key LIKE :key", key=f"{STORE_KEY}.%")
     assert leftover == [], leftover

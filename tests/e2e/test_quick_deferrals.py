@@ -21,14 +21,8 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.processes import (
-    AIRFLOW_3,
-    AIRFLOW_VERSION,
-    EXECUTE_PATH,
-    AirflowDeployment,
-    airflow_deployment,
-    reported,
-)
+from harness.deployment import AIRFLOW_3, AIRFLOW_VERSION, AirflowDeployment, airflow_deployment, reported
+from tests.e2e.dune_paths import EXECUTE_PIPELINE
 
 pytestmark = pytest.mark.skipif(
     not AIRFLOW_3, reason="the race is Airflow 3's; Airflow 2.11's SequentialExecutor runs one task at a time"
@@ -86,7 +80,10 @@ def test_quick_deferred_tasks_all_succeed_with_one_submission_each(dune: Any) ->
     }
     # More than the default 4 at once, so the scheduler is as busy as a real one.
     env = {"AIRFLOW__CORE__PARALLELISM": "8"}
-    with airflow_deployment(dune, dags, env) as deployment, reported(dune, deployment):
+    with (
+        airflow_deployment(dags, connections=dune.connection_env(), extra_env=env) as deployment,
+        reported(dune, deployment),
+    ):
         deployment.boot(*dags)
         submitted = 0
         for dag_id, _, seconds in ROUNDS:
@@ -104,7 +101,7 @@ def test_quick_deferred_tasks_all_succeed_with_one_submission_each(dune: Any) ->
             assert len(states) == TASKS_PER_ROUND
             submitted += TASKS_PER_ROUND
             # One submission per task: no retry, no resume started another.
-            assert dune.request_log.count(method="POST", path_prefix=EXECUTE_PATH) == submitted
+            assert dune.request_log.count(method="POST", path_prefix=EXECUTE_PIPELINE) == submitted
             if seconds > 5:
                 # The guard is proven only if tasks really deferred and ended soon after.
                 assert deferred >= TASKS_PER_ROUND // 2, deferred

@@ -74,9 +74,10 @@ class DunePipelineRun(_DuneRun[PipelineStatus]):
     async def aget_state(self) -> RunState:
         return self._state(await self.hook.aget_pipeline_status(self.pipeline_execution_id))
 
+    # A cancel's reads and requests are urgent: a kill never waits behind polls for the budget.
     def cancel(self) -> list[str]:
         # Dune has no pipeline cancel endpoint: a pipeline stops when its running nodes do.
-        status = self.hook.get_pipeline_status(self.pipeline_execution_id)
+        status = self.hook.get_pipeline_status(self.pipeline_execution_id, urgent=True)
         cancelled = []
         for execution_id in _running_executions(status):
             self.hook.cancel_execution(execution_id)
@@ -84,7 +85,7 @@ class DunePipelineRun(_DuneRun[PipelineStatus]):
         return cancelled
 
     async def acancel(self) -> list[str]:
-        status = await self.hook.aget_pipeline_status(self.pipeline_execution_id)
+        status = await self.hook.aget_pipeline_status(self.pipeline_execution_id, urgent=True)
         cancelled = []
         for execution_id in _running_executions(status):
             await self.hook.acancel_execution(execution_id)
@@ -154,13 +155,13 @@ class DuneExecutionRun(_DuneRun[ExecutionStatus]):
         return self._state(await self.hook.aget_execution_status(self.execution_id))
 
     def cancel(self) -> list[str]:
-        status = self.hook.get_execution_status(self.execution_id)
+        status = self.hook.get_execution_status(self.execution_id, urgent=True)
         if status.outcome is not RunOutcome.RUNNING:
             return []
         return [self.execution_id] if self.hook.cancel_execution(self.execution_id) else []
 
     async def acancel(self) -> list[str]:
-        status = await self.hook.aget_execution_status(self.execution_id)
+        status = await self.hook.aget_execution_status(self.execution_id, urgent=True)
         if status.outcome is not RunOutcome.RUNNING:
             return []
         return [self.execution_id] if await self.hook.acancel_execution(self.execution_id) else []

@@ -85,8 +85,10 @@ def push_xcom(task: Any, context: Context, key: str, value: Any) -> None:
 def finish_wait(task: Any, run: RemoteRun, event: Mapping[str, Any], context: Context) -> None:
     """Push the event's payload to XCom, then return on success or raise what went wrong."""
     for key in run.xcom_keys:
-        if event.get(key):
-            push_xcom(task, context, key, event[key])
+        value = event.get(key)
+        # 0 credits is worth saying; an empty payload (no status was read) is not.
+        if value or (isinstance(value, (int, float)) and not isinstance(value, bool)):
+            push_xcom(task, context, key, value)
     delay = event.get("budget_delay_seconds")
     if delay:
         push_xcom(task, context, "budget_delay_seconds", delay)

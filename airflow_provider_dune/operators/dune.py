@@ -25,7 +25,7 @@ from airflow_provider_dune.operators.base import (
 from airflow_provider_dune.operators.deferral import DEFAULT_DEFER_AFTER
 from airflow_provider_dune.runs.base import RemoteRun
 from airflow_provider_dune.runs.dune import DuneExecutionRun, DunePipelineRun
-from airflow_provider_dune.validation import positive_count
+from airflow_provider_dune.validation import optional_positive_number, positive_count
 
 if TYPE_CHECKING:
     from airflow.providers.common.compat.sdk import Context
@@ -93,7 +93,8 @@ class DuneRunPipelineOperator(RemoteRunOperatorMixin, BaseOperator):
     The pipeline execution id is pushed to XCom (``pipeline_execution_id``) as soon as Dune
     returns it, and is the task's return value. When the pipeline ends, ``node_executions``
     holds one entry per node: ``node_id``, ``type``, ``query_id`` or ``name``,
-    ``execution_id``, ``status`` and ``error``.
+    ``execution_id``, ``status``, ``error`` and ``credits`` (what the node cost), and
+    ``credits_used`` the total; the log says both.
 
     :param query_id: the query whose lineage forms the pipeline. (templated)
     :param nodes: an explicit list of pipeline nodes. (templated)
@@ -108,7 +109,10 @@ class DuneRunPipelineOperator(RemoteRunOperatorMixin, BaseOperator):
         are declared outlets and always get their event. Off by default: Airflow creates an
         alias's Asset on its first event, and pipelines that finish at the same moment and
         refreshed the same new view race on that insert (seen on Airflow 3.3), failing a task
-        whose pipeline succeeded."""
+        whose pipeline succeeded.
+    :param max_credits: a budget for the run. Each node's cost is read as it finishes; once the
+        total passes this, every node still running is cancelled (the nodes after them never
+        start) and the task fails saying what was spent. Unset: no budget."""
         + WAIT_ARGS_DOC
     )
 
@@ -134,6 +138,7 @@ class DuneRunPipelineOperator(RemoteRunOperatorMixin, BaseOperator):
         defer_after: float = DEFAULT_DEFER_AFTER,
         durable: bool = True,
         emit_view_assets: bool = False,
+        max_credits: float | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -152,6 +157,7 @@ class DuneRunPipelineOperator(RemoteRunOperatorMixin, BaseOperator):
         self.dune_conn_id = dune_conn_id
         self.pipeline_execution_id: str | None = None
         self.emit_view_assets = emit_view_assets
+        self.max_credits = optional_positive_number(max_credits, "max_credits")
         # Views named in literal nodes are known now: declared outlets, created when the DAG is
         # parsed. Others are known only once the pipeline ran: events through the alias, if asked.
         for name in _literal_view_names(nodes):
@@ -184,10 +190,10 @@ class DuneRunPipelineOperator(RemoteRunOperatorMixin, BaseOperator):
             query_parameters=request.get("query_parameters"),
         )
         self.pipeline_execution_id = pid
-        return DunePipelineRun(self.hook, pid)
+        return self.run_from_ids({"pipeline_execution_id": pid})
 
     def run_from_ids(self, ids: Mapping[str, Any]) -> DunePipelineRun:
-        return DunePipelineRun(self.hook, str(ids["pipeline_execution_id"]))
+        return DunePipelineRun(self.hook, str(ids["pipeline_execution_id"]), max_credits=self.max_credits)
 
     def make_trigger(self, run: RemoteRun, wait: TriggerWait) -> DunePipelineTrigger:
         # Imported here: only a deferring task needs the trigger (and its import cost).
@@ -197,6 +203,7 @@ class DuneRunPipelineOperator(RemoteRunOperatorMixin, BaseOperator):
             pipeline_execution_id=run.ids["pipeline_execution_id"],
             dune_conn_id=self.dune_conn_id,
             cancel_on_kill=self.cancel_on_kill,
+            max_credits=self.max_credits,
             **wait,
         )
 
@@ -404,7 +411,8 @@ class DuneRunQueryOperator(_DuneExecutionOperator):
 
     The execution id is pushed to XCom (``execution_id``) as soon as Dune returns it and is the
     task's return value. When the wait ends, XCom ``execution`` holds the state, timestamps,
-    ``result_metadata`` (row count, column names and types, datapoints, bytes) and ``error``.
+    ``result_metadata`` (row count, column names and types, datapoints, bytes), ``error`` and
+    ``execution_cost_credits``; XCom ``credits_used`` holds the cost alone.
     The task fails when the execution failed (with Dune's error type, message, line and
     column), was cancelled or expired. Unknown states count as still running (warned once).
 
@@ -600,4 +608,4 @@ class DuneRunQueryPipelineOperator(DuneRunPipelineOperator):
             query_parameters=request.get("query_parameters"),
         )
         self.pipeline_execution_id = pid
-        return DunePipelineRun(self.hook, pid)
+        return self.run_from_ids({"pipeline_execution_id": pid})

@@ -26,6 +26,7 @@ class DunePipelineTrigger(RemoteRunTrigger):
         deferring task; guards an Airflow scheduler race, see docs/reliability.md).
     :param cancel_on_kill: cancel the pipeline's running nodes when a user kills the deferred
         task (mark failed/success, clear). False when the waiting task did not start it.
+    :param max_credits: the run's budget (see :class:`~airflow_provider_dune.runs.dune.DunePipelineRun`).
     """
 
     def __init__(
@@ -36,6 +37,7 @@ class DunePipelineTrigger(RemoteRunTrigger):
         end_time: float | None = None,
         fire_not_before: float | None = None,
         cancel_on_kill: bool = True,
+        max_credits: float | None = None,
     ) -> None:
         super().__init__(
             poll_interval=poll_interval,
@@ -45,6 +47,7 @@ class DunePipelineTrigger(RemoteRunTrigger):
         )
         self.pipeline_execution_id = pipeline_execution_id
         self.dune_conn_id = dune_conn_id
+        self.max_credits = max_credits
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         return (
@@ -52,12 +55,15 @@ class DunePipelineTrigger(RemoteRunTrigger):
             {
                 "pipeline_execution_id": self.pipeline_execution_id,
                 "dune_conn_id": self.dune_conn_id,
+                "max_credits": self.max_credits,
                 **self.wait_kwargs(),
             },
         )
 
     def remote_run(self) -> DunePipelineRun:
-        return DunePipelineRun(DuneHook(self.dune_conn_id), self.pipeline_execution_id)
+        return DunePipelineRun(
+            DuneHook(self.dune_conn_id), self.pipeline_execution_id, max_credits=self.max_credits
+        )
 
 
 class DuneExecutionTrigger(RemoteRunTrigger):

@@ -35,13 +35,14 @@ async def collect(trigger):
 
 def test_serialize_round_trips_and_holds_no_secret():
     trigger = DunePipelineTrigger(
-        "P1", dune_conn_id="my_dune", poll_interval=3, end_time=123.0, fire_not_before=100.0
+        "P1", dune_conn_id="my_dune", poll_interval=3, end_time=123.0, fire_not_before=100.0, max_credits=50
     )
     classpath, kwargs = trigger.serialize()
     assert classpath == "airflow_provider_dune.triggers.dune.DunePipelineTrigger"
     assert kwargs == {
         "pipeline_execution_id": "P1",
         "dune_conn_id": "my_dune",
+        "max_credits": 50,
         "poll_interval": 3,
         "end_time": 123.0,
         "fire_not_before": 100.0,

@@ -109,6 +109,16 @@ def finish_wait(task: Any, run: RemoteRun, event: Mapping[str, Any], context: Co
     raise RemoteRunFailed(message)
 
 
+def _will_retry(context: Context) -> bool:
+    """Whether Airflow retries this task instance if this try fails (Airflow's own rule:
+    retries set and tries left)."""
+    ti = context.get("ti")
+    try_number, max_tries = getattr(ti, "try_number", None), getattr(ti, "max_tries", None)
+    if not isinstance(try_number, int) or not isinstance(max_tries, int):
+        return False
+    return try_number <= max_tries
+
+
 def _may_have_started(exc: BaseException) -> bool:
     """Whether a failed submission may still have started the run (anything not known safe)."""
     if isinstance(exc, DuneConfigurationError):
@@ -196,11 +206,20 @@ class RemoteRunOperatorMixin:
     def make_trigger(self, run: RemoteRun, wait: TriggerWait) -> BaseTrigger:
         """The trigger that waits for ``run``; ``wait`` goes into its kwargs as it is."""
 
+    def resubmit(self, context: Context, failed: RemoteRun, state: RunState) -> RemoteRun:
+        """Start the work again after an earlier try's run failed (``state``): by default all of
+        it; a pipeline operator submits only the nodes that did not succeed."""
+        return self.submit(context)
+
+    def keeps_failed_runs(self) -> bool:
+        """Whether a failed run's record is kept for :meth:`resubmit` of the next try."""
+        return False
+
     def run_and_wait(self, context: Context) -> RemoteRun:
         journal = journal_for(context, durable=self.durable)
-        run, state = self._resume(journal)
+        run, state, failed = self._resume(journal)
         if run is None:
-            run = self._submit_and_record(context, journal)
+            run = self._submit_and_record(context, journal, failed)
         self._remote_run = run
         # On every try, reconnected or not: the links must work for the try a person looks at.
         for key, value in {**self.link_xcoms(), **run.ids}.items():
@@ -248,11 +267,14 @@ class RemoteRunOperatorMixin:
             trigger=self.make_trigger(run, plan.wait), method_name="execute_complete", timeout=plan.timeout
         )
 
-    def _submit_and_record(self, context: Context, journal: RunJournal) -> RemoteRun:
-        """Submit, with the record written before (intent) and after (ids) the request."""
+    def _submit_and_record(
+        self, context: Context, journal: RunJournal, failed: tuple[RemoteRun, RunState] | None = None
+    ) -> RemoteRun:
+        """Submit (or :meth:`resubmit` after ``failed``), with the record written before (intent)
+        and after (ids) the request."""
         journal.submitting()
         try:
-            run = self.submit(context)
+            run = self.submit(context) if failed is None else self.resubmit(context, *failed)
         except BaseException as exc:
             if not _may_have_started(exc):
                 # Refused before any work started: nothing to reconnect to, nothing to guard.
@@ -270,15 +292,18 @@ class RemoteRunOperatorMixin:
         self.log.info("Started %s.", run.label)
         return run
 
-    def _resume(self, journal: RunJournal) -> tuple[RemoteRun | None, RunState | None]:
-        """The run an earlier try of this task started, if it is still worth reconnecting to.
+    def _resume(
+        self, journal: RunJournal
+    ) -> tuple[RemoteRun | None, RunState | None, tuple[RemoteRun, RunState] | None]:
+        """The run an earlier try of this task started, if it is still worth reconnecting to;
+        else, when that run is known to have failed, it and its state, for :meth:`resubmit`.
 
         Submitting anew is safe only when that run is known to have failed; anything less
         certain fails this try and keeps the record, as Airflow's ``ResumableJobMixin`` does.
         """
         record = journal.get()
         if record is None:
-            return None, None
+            return None, None, None
         if record.ids is None:
             raise SubmissionNotRecorded(
                 "An earlier try of this task sent the request that starts its run (at "
@@ -301,24 +326,26 @@ class RemoteRunOperatorMixin:
             self.log.info(
                 "%s started by an earlier try failed (%s); submitting anew.", run.label, state.summary
             )
-            return None, None
+            return None, None, (run, state)
         verb = "finished" if state.outcome is RunOutcome.SUCCEEDED else "is still running"
         self.log.info(
             "Reconnecting to %s started by an earlier try: it %s (%s).", run.label, verb, state.summary
         )
-        return run, state
+        return run, state, None
 
     def conclude(self, run: RemoteRun, event: Mapping[str, Any], context: Context) -> None:
         """End the task from the wait's end event, and forget the record once nothing needs it.
 
-        The record is forgotten when the run failed (a retry submits anew anyway), or after
-        :meth:`end_wait` returned, i.e. after the task's last side effect. It is kept when the
-        wait ended without knowing the run's end (unreadable status, timeout), and when a step
-        after a successful run failed: the retry then reconnects to the finished run instead of
-        paying for it again.
+        The record is forgotten when the run failed (a retry submits anew anyway), unless the
+        operator :meth:`keeps_failed_runs` and Airflow will retry the task: that retry then
+        reruns only what failed. It is forgotten after :meth:`end_wait` returned, i.e. after the
+        task's last side effect. It is kept when the wait ended without knowing the run's end
+        (unreadable status, timeout), and when a step after a successful run failed: the retry
+        then reconnects to the finished run instead of paying for it again.
         """
         journal = journal_for(context, durable=self.durable)
-        if event.get("status") == "error" and not event.get("unreadable"):
+        failed = event.get("status") == "error" and not event.get("unreadable")
+        if failed and not (self.keeps_failed_runs() and _will_retry(context)):
             self._forget(journal)
         self.end_wait(run, event, context)
         self._forget(journal)

@@ -16,6 +16,7 @@ from airflow_provider_dune.hooks.dune import DuneHook
 from airflow_provider_dune.links.dune import DUNE_QUERY_URL, DuneQueryLink
 from airflow_provider_dune.models.dune import ExecutionStatus, refreshed_view_names
 from airflow_provider_dune.models.pipeline_spec import build_pipeline_request
+from airflow_provider_dune.models.rerun import plan_rerun, query_pipeline_nodes, succeeded_node_ids
 from airflow_provider_dune.operators.base import (
     DEFAULT_TIMEOUT,
     WAIT_ARGS_DOC,
@@ -23,7 +24,7 @@ from airflow_provider_dune.operators.base import (
     push_xcom,
 )
 from airflow_provider_dune.operators.deferral import DEFAULT_DEFER_AFTER
-from airflow_provider_dune.runs.base import RemoteRun
+from airflow_provider_dune.runs.base import RemoteRun, RunState
 from airflow_provider_dune.runs.dune import DuneExecutionRun, DunePipelineRun
 from airflow_provider_dune.validation import optional_positive_number, positive_count
 
@@ -112,7 +113,11 @@ class DuneRunPipelineOperator(RemoteRunOperatorMixin, BaseOperator):
         whose pipeline succeeded.
     :param max_credits: a budget for the run. Each node's cost is read as it finishes; once the
         total passes this, every node still running is cancelled (the nodes after them never
-        start) and the task fails saying what was spent. Unset: no budget."""
+        start) and the task fails saying what was spent. Unset: no budget.
+    :param rerun_failed_only: when Airflow retries the task after its pipeline failed, submit
+        only the nodes that failed or never ran, with the dependencies among themselves, and
+        log the nodes skipped because they had succeeded (XCom ``skipped_nodes``). False: a
+        retry runs the whole pipeline again. Needs ``durable`` (the record of the failed run)."""
         + WAIT_ARGS_DOC
     )
 
@@ -139,6 +144,7 @@ class DuneRunPipelineOperator(RemoteRunOperatorMixin, BaseOperator):
         durable: bool = True,
         emit_view_assets: bool = False,
         max_credits: float | None = None,
+        rerun_failed_only: bool = True,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -158,6 +164,7 @@ class DuneRunPipelineOperator(RemoteRunOperatorMixin, BaseOperator):
         self.pipeline_execution_id: str | None = None
         self.emit_view_assets = emit_view_assets
         self.max_credits = optional_positive_number(max_credits, "max_credits")
+        self.rerun_failed_only = rerun_failed_only
         # Views named in literal nodes are known now: declared outlets, created when the DAG is
         # parsed. Others are known only once the pipeline ran: events through the alias, if asked.
         for name in _literal_view_names(nodes):
@@ -194,6 +201,46 @@ class DuneRunPipelineOperator(RemoteRunOperatorMixin, BaseOperator):
 
     def run_from_ids(self, ids: Mapping[str, Any]) -> DunePipelineRun:
         return DunePipelineRun(self.hook, str(ids["pipeline_execution_id"]), max_credits=self.max_credits)
+
+    def keeps_failed_runs(self) -> bool:
+        return self.rerun_failed_only
+
+    def resubmit(self, context: Context, failed: RemoteRun, state: RunState) -> DunePipelineRun:
+        """After a failed pipeline: submit only the nodes that did not succeed (see :mod:`models.rerun`)."""
+        ran = state.payload.get("node_executions") or []
+        # Read the query's pipeline only when something succeeded: otherwise everything reruns.
+        plan = (
+            plan_rerun(self.pipeline_nodes(), ran)
+            if self.rerun_failed_only and succeeded_node_ids(ran)
+            else None
+        )
+        if plan is None:
+            self.log.info("Rerunning the whole pipeline: no node of %s can be skipped.", failed.label)
+            return self.submit(context)
+        self.log.info(
+            "Rerunning only the %d node(s) of %s that failed or never ran; skipped, as they had "
+            "succeeded: %s.",
+            len(plan.nodes),
+            failed.label,
+            "; ".join(plan.skipped),
+        )
+        push_xcom(self, context, "skipped_nodes", plan.skipped)
+        pid = self.hook.execute_pipeline(nodes=plan.nodes)
+        self.pipeline_execution_id = pid
+        return self.run_from_ids({"pipeline_execution_id": pid})
+
+    def pipeline_nodes(self) -> list[dict[str, Any]]:
+        """The pipeline as explicit nodes: ``nodes`` as validated, or the query's own pipeline."""
+        if self.nodes is not None:
+            request = build_pipeline_request(
+                nodes=_from_json(self.nodes, "nodes"), performance=self.performance
+            )
+            return list(request["pipeline"]["nodes"])
+        return query_pipeline_nodes(
+            self.hook.get_query_pipeline(self.query_id),  # type: ignore[arg-type]
+            query_parameters=_from_json(self.query_parameters, "query_parameters"),
+            performance=self.performance,
+        )
 
     def make_trigger(self, run: RemoteRun, wait: TriggerWait) -> DunePipelineTrigger:
         # Imported here: only a deferring task needs the trigger (and its import cost).

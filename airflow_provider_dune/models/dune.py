@@ -15,6 +15,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from functools import cached_property
 from typing import Any, Literal, TypedDict
 
@@ -484,6 +485,37 @@ class ResultPage:
     query_id: int | None = None
     state: str | None = None
     execution_ended_at: str | None = None
+
+    def ended_at(self) -> datetime | None:
+        """When the execution behind this result ended, as an aware UTC datetime."""
+        return parse_api_time(self.execution_ended_at)
+
+    @property
+    def is_complete(self) -> bool:
+        """A whole, successful result (not partial, failed or expired)."""
+        return normalise_state(self.state or "") in _SUCCEEDED
+
+
+def parse_api_time(text: str | None) -> datetime | None:
+    """Dune's timestamps (``2024-12-20T11:04:18.724658237Z``: nanoseconds, ``Z``) as aware UTC
+    datetimes; ``None`` for what does not parse."""
+    if not text:
+        return None
+    match = _API_TIME.fullmatch(text.strip())
+    if match is None:
+        return None
+    fraction = (match.group("fraction") or "")[:6].ljust(6, "0")
+    zone = match.group("zone") or "Z"
+    zone = "+00:00" if zone.upper() == "Z" else zone
+    try:
+        return datetime.fromisoformat(f"{match.group('base')}.{fraction}{zone}").astimezone(timezone.utc)
+    except ValueError:
+        return None
+
+
+_API_TIME = re.compile(
+    r"(?P<base>\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}:\d{2})(?:\.(?P<fraction>\d+))?(?P<zone>Z|z|[+-]\d{2}:\d{2})?"
+)
 
 
 def _column_types(meta: Any) -> list[str]:

@@ -211,6 +211,10 @@ class RemoteRunOperatorMixin:
         it; a pipeline operator submits only the nodes that did not succeed."""
         return self.submit(context)
 
+    def reuse(self, context: Context) -> RemoteRun | None:
+        """A finished run to use instead of submitting (a fresh enough result), or ``None``."""
+        return None
+
     def keeps_failed_runs(self) -> bool:
         """Whether a failed run's record is kept for :meth:`resubmit` of the next try."""
         return False
@@ -218,6 +222,8 @@ class RemoteRunOperatorMixin:
     def run_and_wait(self, context: Context) -> RemoteRun:
         journal = journal_for(context, durable=self.durable)
         run, state, failed = self._resume(journal)
+        if run is None and failed is None:
+            run, state = self._reused(context)
         if run is None:
             run = self._submit_and_record(context, journal, failed)
         self._remote_run = run
@@ -254,6 +260,14 @@ class RemoteRunOperatorMixin:
                 event = timeout_event(run, exc.waited, exc.last)
         self.conclude(run, event, context)
         return run
+
+    def _reused(self, context: Context) -> tuple[RemoteRun | None, RunState | None]:
+        """:meth:`reuse`'s run with its end state, when that run did succeed."""
+        run = self.reuse(context)
+        state = run.get_state() if run is not None else None
+        if run is None or state is None or state.outcome is not RunOutcome.SUCCEEDED:
+            return None, None
+        return run, state
 
     def _defer_unless_quick(self, run: RemoteRun, context: Context, wait_ends: float | None) -> RunState:
         """Wait ``defer_after`` seconds in the worker; return the end state if the run ended, else defer."""

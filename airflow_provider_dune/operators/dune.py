@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from abc import abstractmethod
 from collections.abc import Mapping, Sequence
+from datetime import timedelta
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
@@ -26,7 +27,18 @@ from airflow_provider_dune.operators.base import (
 from airflow_provider_dune.operators.deferral import DEFAULT_DEFER_AFTER
 from airflow_provider_dune.runs.base import RemoteRun, RunState
 from airflow_provider_dune.runs.dune import DuneExecutionRun, DunePipelineRun
-from airflow_provider_dune.validation import optional_positive_number, positive_count
+from airflow_provider_dune.runs.latest import (
+    EXECUTED,
+    RESULT_SOURCE_KEY,
+    REUSED,
+    ReusedResultRun,
+    fresh_result,
+)
+from airflow_provider_dune.validation import (
+    optional_positive_number,
+    optional_positive_seconds,
+    positive_count,
+)
 
 if TYPE_CHECKING:
     from airflow.providers.common.compat.sdk import Context
@@ -466,7 +478,13 @@ class DuneRunQueryOperator(_DuneExecutionOperator):
     :param query_id: the saved query to run. (templated)
     :param query_parameters: values for the query's parameters, ``{"name": value}``. (templated)
     :param performance: engine tier, ``medium`` or ``large``; unset, Dune uses its default
-        (medium). (templated)"""
+        (medium). (templated)
+    :param max_result_age: seconds (or a ``timedelta``): first read the query's latest result
+        (``GET /v1/query/{query_id}/results``, no execution credits) and, when it ended at most
+        this long ago, use it instead of executing: the task returns that execution's id and
+        pushes its XComs as if it had run it, with ``credits_used`` 0. XCom ``result_source``
+        says ``reused`` or ``executed``, and so does the log. Not with ``query_parameters``:
+        Dune's latest result does not say which parameters made it."""
         + _EXECUTION_ARGS_DOC
     )
 
@@ -480,14 +498,30 @@ class DuneRunQueryOperator(_DuneExecutionOperator):
         query_id: int | str,
         query_parameters: dict[str, Any] | str | None = None,
         performance: str | None = None,
+        max_result_age: float | timedelta | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(performance=performance, **kwargs)
         self.query_id = query_id
         self.query_parameters = query_parameters
+        self.max_result_age = optional_positive_seconds(max_result_age, "max_result_age")
+        if self.max_result_age is not None and query_parameters:
+            raise DuneConfigurationError(
+                "max_result_age cannot be combined with query_parameters: Dune's latest result of a "
+                "query does not say which parameter values produced it. Drop one of them."
+            )
 
     def link_xcoms(self) -> dict[str, str]:
         return _query_link(self.query_id)
+
+    def reuse(self, context: Context) -> DuneExecutionRun | None:
+        if self.max_result_age is None:
+            return None
+        page = fresh_result(self.hook, self.query_id, self.max_result_age, self.log)
+        push_xcom(self, context, RESULT_SOURCE_KEY, REUSED if page is not None else EXECUTED)
+        if page is None:
+            return None
+        return ReusedResultRun(self.hook, page.execution_id, allow_partial_results=self.allow_partial_results)
 
     def start_execution(self, context: Context) -> dict[str, Any]:
         request = build_pipeline_request(

@@ -5,7 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 from airflow_provider_dune.hooks.dune import DuneHook
+from airflow_provider_dune.models.dune import parse_api_time
 from airflow_provider_dune.runs.dune import DuneExecutionRun, DunePipelineRun
+from airflow_provider_dune.runs.latest import DuneLatestResultRun
 from airflow_provider_dune.triggers.base import RemoteRunTrigger
 
 
@@ -120,4 +122,60 @@ class DuneExecutionTrigger(RemoteRunTrigger):
     def remote_run(self) -> DuneExecutionRun:
         return DuneExecutionRun(
             DuneHook(self.dune_conn_id), self.execution_id, allow_partial_results=self.allow_partial_results
+        )
+
+
+class DuneLatestResultTrigger(RemoteRunTrigger):
+    """
+    Polls a query's latest result (``GET /v1/query/{query_id}/results``) until it is fresh: it
+    ended at most ``max_age_seconds`` before the read, or after ``newer_than``. Then fires one
+    event ``{"status": "success", "query_id", "latest_result": {"execution_id", ...}, "message"}``
+    (``timeout`` past ``end_time``). Nothing runs on Dune for it, so there is nothing to cancel.
+
+    :param query_id: the query whose latest result is watched.
+    :param max_age_seconds: how old the result may be, measured at each read.
+    :param newer_than: an ISO 8601 moment the result must have ended after (wall-clock, so it
+        means the same after a triggerer restart).
+    """
+
+    def __init__(
+        self,
+        query_id: int | str,
+        max_age_seconds: float | None = None,
+        newer_than: str | None = None,
+        dune_conn_id: str = DuneHook.default_conn_name,
+        poll_interval: float = 60,
+        end_time: float | None = None,
+        fire_not_before: float | None = None,
+        cancel_on_kill: bool = False,
+    ) -> None:
+        super().__init__(
+            poll_interval=poll_interval,
+            end_time=end_time,
+            cancel_on_kill=cancel_on_kill,
+            fire_not_before=fire_not_before,
+        )
+        self.query_id = query_id
+        self.max_age_seconds = max_age_seconds
+        self.newer_than = newer_than
+        self.dune_conn_id = dune_conn_id
+
+    def serialize(self) -> tuple[str, dict[str, Any]]:
+        return (
+            f"{type(self).__module__}.{type(self).__qualname__}",
+            {
+                "query_id": self.query_id,
+                "max_age_seconds": self.max_age_seconds,
+                "newer_than": self.newer_than,
+                "dune_conn_id": self.dune_conn_id,
+                **self.wait_kwargs(),
+            },
+        )
+
+    def remote_run(self) -> DuneLatestResultRun:
+        return DuneLatestResultRun(
+            DuneHook(self.dune_conn_id),
+            self.query_id,
+            max_age=self.max_age_seconds,
+            newer_than=parse_api_time(self.newer_than) if self.newer_than else None,
         )

@@ -131,7 +131,9 @@ def test_a_dag_waits_for_the_result_then_reuses_it(dune_emulator):
             fresh = DuneQueryResultSensor(
                 task_id="fresh", query_id=1003, max_age=600, poke_interval=1, deferrable=True, defer_after=0
             )
-            reuse = DuneRunQueryOperator(task_id="reuse", query_id=1003, max_result_age=600, poll_interval=0.05)
+            reuse = DuneRunQueryOperator(
+                task_id="reuse", query_id=1003, max_result_age=600, poll_interval=0.05
+            )
             refresh >> fresh >> reuse
         """,
         dag_id,

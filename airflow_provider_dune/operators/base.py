@@ -198,6 +198,32 @@ class RemoteRunOperatorMixin:
     def run_from_ids(self, ids: Mapping[str, Any]) -> RemoteRun:
         """The adapter for a run the ids (from an event) describe."""
 
+    # ------------------------------------------------------------------ OpenLineage
+
+    #: The ``source`` of the run's OpenLineage ``externalQuery`` facet, and its own facet's key.
+    lineage_source: str = "dune"
+    _lineage_event: Mapping[str, Any] | None = None
+
+    def lineage_views(self, event: Mapping[str, Any]) -> tuple[list[str], list[str]]:
+        """Full names of the materialized views the task read and wrote, from its end event."""
+        return [], []
+
+    def lineage_sql(self) -> str | None:
+        """The SQL the task ran, for OpenLineage's SQL job facet (ad-hoc SQL only)."""
+        return None
+
+    def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
+        """OpenLineage for Airflow's listener (``apache-airflow-providers-openlineage``): the
+        views read and written, the SQL, the run's ids and credits. See docs/lineage.md."""
+        # Imported here: without the openlineage extra nothing of OpenLineage is ever loaded.
+        from airflow_provider_dune.lineage import operator_lineage
+
+        return operator_lineage(self, self._remote_run, self._lineage_event or {})
+
+    def get_openlineage_facets_on_failure(self, task_instance: Any) -> Any:
+        """The same for a failed task: what it ran, cost and refreshed before it failed."""
+        return self.get_openlineage_facets_on_complete(task_instance)
+
     def link_xcoms(self) -> Mapping[str, str]:
         """XComs behind the operator's extra links (e.g. the query's page on dune.com)."""
         return {}
@@ -375,6 +401,7 @@ class RemoteRunOperatorMixin:
     def end_wait(self, run: RemoteRun, event: Mapping[str, Any], context: Context) -> None:
         """Turn the end event into XCom and the task's outcome; subclasses add what follows success."""
         self._remote_run = run
+        self._lineage_event = event
         if event.get("status") == "timeout":
             self._cancel(run, "its timeout ended the wait")
         finish_wait(self, run, event, context)

@@ -217,6 +217,10 @@ class DuneRunPipelineOperator(RemoteRunOperatorMixin, BaseOperator):
     def keeps_failed_runs(self) -> bool:
         return self.rerun_failed_only
 
+    def lineage_views(self, event: Mapping[str, Any]) -> tuple[list[str], list[str]]:
+        """Outputs: the views the pipeline refreshed."""
+        return [], refreshed_view_names(event.get("node_executions"))
+
     def resubmit(self, context: Context, failed: RemoteRun, state: RunState) -> DunePipelineRun:
         """After a failed pipeline: submit only the nodes that did not succeed (see :mod:`models.rerun`)."""
         ran = state.payload.get("node_executions") or []
@@ -402,6 +406,18 @@ class _DuneExecutionOperator(RemoteRunOperatorMixin, BaseOperator):
     def after_success(self, context: Context, run: RemoteRun, status: ExecutionStatus | None) -> None:
         """What a subclass does once the execution completed (the view operator emits Assets)."""
 
+    def views_read_by(self, query_id: Any) -> list[str]:
+        """The materialized views a saved query reads, from its pipeline (Dune's lineage)."""
+        if query_id is None:
+            return []
+        try:
+            return list(self.hook.get_query_pipeline(query_id).view_names)
+        except DuneError as exc:
+            self.log.warning(
+                "No OpenLineage inputs: could not read the pipeline of query %s: %s", query_id, exc
+            )
+            return []
+
     def _check_row_count(self, execution_id: str, status: ExecutionStatus | None) -> None:
         """Refuse, from the status alone, a result that cannot fit: no page is read to find out."""
         metadata = status.metadata if status else None
@@ -514,6 +530,10 @@ class DuneRunQueryOperator(_DuneExecutionOperator):
     def link_xcoms(self) -> dict[str, str]:
         return _query_link(self.query_id)
 
+    def lineage_views(self, event: Mapping[str, Any]) -> tuple[list[str], list[str]]:
+        """Inputs: the views the query reads."""
+        return self.views_read_by(self.query_id), []
+
     def reuse(self, context: Context) -> DuneExecutionRun | None:
         if self.max_result_age is None:
             return None
@@ -563,6 +583,9 @@ class DuneRunSQLOperator(_DuneExecutionOperator):
 
     def start_execution(self, context: Context) -> dict[str, Any]:
         return {"execution_id": self.hook.execute_sql(self.sql, performance=self.performance)}
+
+    def lineage_sql(self) -> str | None:
+        return str(self.sql)
 
 
 # XCom (and resume record) holding a refreshed view's full name, from Dune's refresh answer.
@@ -623,6 +646,12 @@ class DuneRefreshMaterializedViewOperator(_DuneExecutionOperator):
             ids.get(VIEW_XCOM_KEY),
             allow_partial_results=self.allow_partial_results,
         )
+
+    def lineage_views(self, event: Mapping[str, Any]) -> tuple[list[str], list[str]]:
+        """Output: the view; inputs: the views its query reads."""
+        name = self.name if is_full_view_name(self.name) else event.get(VIEW_XCOM_KEY)
+        query_id = (event.get("execution") or {}).get("query_id")
+        return self.views_read_by(query_id), [str(name)] if name else []
 
     def after_success(self, context: Context, run: RemoteRun, status: ExecutionStatus | None) -> None:
         uris = emit_view_events(

@@ -59,6 +59,7 @@ class MaiaRunPipelineOperator(RemoteRunOperatorMixin, BaseOperator):
     template_fields_renderers = {"scalar_variables": "json", "grid_variables": "json"}
     ui_color = "#5cc9a7"
     run_id_key = "pipeline_execution_id"
+    lineage_source = "maia"
 
     def __init__(
         self,

@@ -62,7 +62,7 @@ def operator_lineage(operator: Any, run: Any, event: Mapping[str, Any]) -> Opera
             externalQueryId=str(next(iter(run.ids.values()))), source=source
         )
         run_facets[source] = RemoteRunFacet(
-            ids={k: v for k, v in run.ids.items() if v is not None},
+            ids={k: v for k, v in run.ids.items() if isinstance(v, (str, int))},
             credits_used=event.get("credits_used"),
             executions=[
                 {k: node.get(k) for k in ("node_id", "execution_id", "status", "credits")}

@@ -21,10 +21,12 @@ _KIND_OF_TYPE = {"query": "query_execution", "materialized_view": "materialized_
 
 @dataclass(frozen=True)
 class RerunPlan:
-    """The nodes to submit (ids kept, dependencies pruned) and the labels of those skipped."""
+    """The nodes to submit (ids kept, dependencies pruned), the labels of those skipped, and
+    the earlier run's ``node_executions`` entries of those skipped (carried into the rerun)."""
 
     nodes: list[Mapping[str, Any]]
     skipped: list[str]
+    carried: list[dict[str, Any]]
 
 
 def succeeded_node_ids(node_executions: Sequence[Mapping[str, Any]] | None) -> set[int]:
@@ -71,7 +73,11 @@ def plan_rerun(
         for node_id, node in by_id.items()
         if node_id not in done
     ]
-    return RerunPlan(nodes=rerun, skipped=[_label(ran_by_id[i]) for i in sorted(done)])
+    return RerunPlan(
+        nodes=rerun,
+        skipped=[_label(ran_by_id[i]) for i in sorted(done)],
+        carried=[dict(ran_by_id[i]) for i in sorted(done)],
+    )
 
 
 def query_pipeline_nodes(

@@ -26,7 +26,7 @@ from airflow_provider_dune.operators.base import (
 )
 from airflow_provider_dune.operators.deferral import DEFAULT_DEFER_AFTER
 from airflow_provider_dune.runs.base import RemoteRun, RunState
-from airflow_provider_dune.runs.dune import DuneExecutionRun, DunePipelineRun
+from airflow_provider_dune.runs.dune import CARRIED_NODES_KEY, DuneExecutionRun, DunePipelineRun
 from airflow_provider_dune.runs.latest import (
     EXECUTED,
     RESULT_SOURCE_KEY,
@@ -212,7 +212,12 @@ class DuneRunPipelineOperator(RemoteRunOperatorMixin, BaseOperator):
         return self.run_from_ids({"pipeline_execution_id": pid})
 
     def run_from_ids(self, ids: Mapping[str, Any]) -> DunePipelineRun:
-        return DunePipelineRun(self.hook, str(ids["pipeline_execution_id"]), max_credits=self.max_credits)
+        return DunePipelineRun(
+            self.hook,
+            str(ids["pipeline_execution_id"]),
+            max_credits=self.max_credits,
+            carried_nodes=ids.get(CARRIED_NODES_KEY),
+        )
 
     def keeps_failed_runs(self) -> bool:
         return self.rerun_failed_only
@@ -243,7 +248,7 @@ class DuneRunPipelineOperator(RemoteRunOperatorMixin, BaseOperator):
         push_xcom(self, context, "skipped_nodes", plan.skipped)
         pid = self.hook.execute_pipeline(nodes=plan.nodes)
         self.pipeline_execution_id = pid
-        return self.run_from_ids({"pipeline_execution_id": pid})
+        return self.run_from_ids({"pipeline_execution_id": pid, CARRIED_NODES_KEY: plan.carried})
 
     def pipeline_nodes(self) -> list[dict[str, Any]]:
         """The pipeline as explicit nodes: ``nodes`` as validated, or the query's own pipeline."""
@@ -267,6 +272,7 @@ class DuneRunPipelineOperator(RemoteRunOperatorMixin, BaseOperator):
             dune_conn_id=self.dune_conn_id,
             cancel_on_kill=self.cancel_on_kill,
             max_credits=self.max_credits,
+            carried_nodes=run.ids.get(CARRIED_NODES_KEY),
             **wait,
         )
 

@@ -13,6 +13,8 @@ from airflow_provider_dune.runs.base import RemoteRun, RunState
 from airflow_provider_dune.runs.outcome import RunOutcome
 
 _FAILED_NODE_STATES = ("failed", "query_state_failed")
+# Id (and XCom) holding the nodes a rerun skipped because an earlier run had done them.
+CARRIED_NODES_KEY = "carried_nodes"
 
 StatusT = TypeVar("StatusT", PipelineStatus, ExecutionStatus)
 
@@ -47,6 +49,10 @@ class DunePipelineRun(_DuneRun[PipelineStatus]):
     :param max_credits: a budget. Once the finished nodes have used more than this, every node
         still running is cancelled, and any that starts afterwards too, until the pipeline has
         ended; the run then counts as failed.
+    :param carried_nodes: after a rerun of only the failed nodes, the ``node_executions`` entries
+        of the nodes that had succeeded in the earlier run and were skipped: they join this run's
+        ``node_executions`` (and its ids, so a retry or a trigger keeps them), so the XCom
+        describes the whole pipeline and a downstream task finds every node's execution.
     """
 
     kind = "Dune pipeline"
@@ -54,11 +60,17 @@ class DunePipelineRun(_DuneRun[PipelineStatus]):
     empty_payload: ClassVar[Mapping[str, Any]] = {"node_executions": [], "credits_used": None}
 
     def __init__(
-        self, hook: DuneHook, pipeline_execution_id: str, *, max_credits: float | None = None
+        self,
+        hook: DuneHook,
+        pipeline_execution_id: str,
+        *,
+        max_credits: float | None = None,
+        carried_nodes: list[dict[str, Any]] | None = None,
     ) -> None:
         self.hook = hook
         self.pipeline_execution_id = pipeline_execution_id
         self.max_credits = max_credits
+        self.carried_nodes = list(carried_nodes or [])
         # Execution id -> its execution_cost_credits (None: not reported), for finished nodes.
         self.credits: dict[str, float | None] = {}
         # Executions cancelled because the run passed max_credits.
@@ -66,7 +78,13 @@ class DunePipelineRun(_DuneRun[PipelineStatus]):
 
     @property
     def ids(self) -> dict[str, Any]:
-        return {"pipeline_execution_id": self.pipeline_execution_id}
+        carried = {CARRIED_NODES_KEY: self.carried_nodes} if self.carried_nodes else {}
+        return {"pipeline_execution_id": self.pipeline_execution_id, **carried}
+
+    def node_dicts(self, status: PipelineStatus) -> list[dict[str, Any]]:
+        """This run's nodes with their credits, and the nodes carried over from an earlier run."""
+        nodes = [*self.carried_nodes, *(dict(n) for n in status.node_dicts(self.credits))]
+        return sorted(nodes, key=lambda n: n.get("node_id") or 0)
 
     def state_of(self, status: PipelineStatus) -> RunState:
         outcome = status.outcome
@@ -82,7 +100,7 @@ class DunePipelineRun(_DuneRun[PipelineStatus]):
             outcome=outcome,
             summary=f"{status.status}, {status.progress()}",
             message=message,
-            payload={"node_executions": status.node_dicts(self.credits), "credits_used": self.credits_used},
+            payload={"node_executions": self.node_dicts(status), "credits_used": self.credits_used},
         )
 
     @property

@@ -29,6 +29,8 @@ class DunePipelineTrigger(RemoteRunTrigger):
     :param cancel_on_kill: cancel the pipeline's running nodes when a user kills the deferred
         task (mark failed/success, clear). False when the waiting task did not start it.
     :param max_credits: the run's budget (see :class:`~airflow_provider_dune.runs.dune.DunePipelineRun`).
+    :param carried_nodes: after a rerun of only the failed nodes, the earlier run's entries of
+        the skipped nodes (ids and states, no secret), so the event describes the whole pipeline.
     """
 
     def __init__(
@@ -40,6 +42,7 @@ class DunePipelineTrigger(RemoteRunTrigger):
         fire_not_before: float | None = None,
         cancel_on_kill: bool = True,
         max_credits: float | None = None,
+        carried_nodes: list[dict[str, Any]] | None = None,
     ) -> None:
         super().__init__(
             poll_interval=poll_interval,
@@ -50,21 +53,27 @@ class DunePipelineTrigger(RemoteRunTrigger):
         self.pipeline_execution_id = pipeline_execution_id
         self.dune_conn_id = dune_conn_id
         self.max_credits = max_credits
+        self.carried_nodes = carried_nodes
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
+        carried = {"carried_nodes": self.carried_nodes} if self.carried_nodes else {}
         return (
             f"{type(self).__module__}.{type(self).__qualname__}",
             {
                 "pipeline_execution_id": self.pipeline_execution_id,
                 "dune_conn_id": self.dune_conn_id,
                 "max_credits": self.max_credits,
+                **carried,
                 **self.wait_kwargs(),
             },
         )
 
     def remote_run(self) -> DunePipelineRun:
         return DunePipelineRun(
-            DuneHook(self.dune_conn_id), self.pipeline_execution_id, max_credits=self.max_credits
+            DuneHook(self.dune_conn_id),
+            self.pipeline_execution_id,
+            max_credits=self.max_credits,
+            carried_nodes=self.carried_nodes,
         )
 
 

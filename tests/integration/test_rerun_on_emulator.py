@@ -46,11 +46,13 @@ def test_the_retry_skips_the_view_refresh_that_had_succeeded(dune_emulator, reru
     assert result.task_states == {"run": "success"}
     assert dune_emulator.request_log.count(method="POST", path_prefix="/api/v1/pipelines/execute") == 2
     refreshes = len(DuneHook().get_materialized_view(VIEW).last_execution_ids)
-    rerun = [n["node_id"] for n in result.xcom("run", "node_executions")]
+    nodes = result.xcom("run", "node_executions")
+    # Every node of the pipeline, all succeeded: the XCom describes the whole pipeline.
+    assert [(n["node_id"], n["status"]) for n in nodes] == [(i, "completed") for i in (1, 2, 3)]
     if rerun_failed_only:
         assert refreshes == 1  # the view was refreshed once, by the first try
-        assert rerun == [2, 3]
         assert result.xcom("run", "skipped_nodes")[0].startswith(f"node 1 (view {VIEW}")
+        # Node 1's execution is the first try's: carried over, not run again.
+        assert result.xcom("run", "carried_nodes")[0]["execution_id"] == nodes[0]["execution_id"]
     else:
         assert refreshes == 2
-        assert rerun == [1, 2, 3]

@@ -224,8 +224,9 @@ class RemoteRunOperatorMixin:
         """The same for a failed task: what it ran, cost and refreshed before it failed."""
         return self.get_openlineage_facets_on_complete(task_instance)
 
-    def link_xcoms(self) -> Mapping[str, str]:
-        """XComs behind the operator's extra links (e.g. the query's page on dune.com)."""
+    def link_xcoms(self, run: RemoteRun) -> Mapping[str, str]:
+        """XComs behind the operator's extra links (the query's page on dune.com, the run in
+        Maia), pushed as soon as the run is known."""
         return {}
 
     @abstractmethod
@@ -254,7 +255,7 @@ class RemoteRunOperatorMixin:
             run = self._submit_and_record(context, journal, failed)
         self._remote_run = run
         # On every try, reconnected or not: the links must work for the try a person looks at.
-        for key, value in {**self.link_xcoms(), **run.ids}.items():
+        for key, value in {**self.link_xcoms(run), **run.ids}.items():
             push_xcom(self, context, key, value)
         if state is not None and state.outcome is RunOutcome.SUCCEEDED:
             self.conclude(run, final_event(run, state), context)

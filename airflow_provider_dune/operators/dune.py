@@ -75,6 +75,14 @@ def _query_link(query_id: Any) -> dict[str, str]:
     return {DuneQueryLink.key: DUNE_QUERY_URL.format(query_id=query_id)} if query_id is not None else {}
 
 
+def _target_query(nodes: Any) -> int | None:
+    """The query of the last query node no other node depends on, in a literal node list."""
+    nodes = [n for n in (nodes if isinstance(nodes, list) else []) if isinstance(n, Mapping)]
+    needed = {d for n in nodes for d in n.get("dependencies") or []}
+    sinks = [n for n in nodes if n.get("id") not in needed and isinstance(n.get("query_execution"), Mapping)]
+    return sinks[-1]["query_execution"].get("query_id") if sinks else None
+
+
 def _from_json(value: Any, name: str) -> Any:
     """A templated list or dict renders to a string unless the DAG renders native objects."""
     if not isinstance(value, str):
@@ -191,8 +199,10 @@ class DuneRunPipelineOperator(RemoteRunOperatorMixin, BaseOperator):
     def execute(self, context: Context) -> str:
         return self._returning_id(self.run_and_wait(context))
 
-    def link_xcoms(self) -> dict[str, str]:
-        return _query_link(self.query_id)
+    def link_xcoms(self, run: RemoteRun) -> dict[str, str]:
+        """The "Dune query" link: the query whose pipeline runs, or the last query of ``nodes``
+        that no other node depends on (the pipeline's result)."""
+        return _query_link(self.query_id if self.query_id is not None else _target_query(self.nodes))
 
     def submit(self, context: Context) -> DunePipelineRun:
         # Rendered templates are validated here, before any request.
@@ -315,6 +325,7 @@ class _DuneExecutionOperator(RemoteRunOperatorMixin, BaseOperator):
 
     ui_color = "#f4603e"
     run_id_key = "execution_id"
+    operator_extra_links = (DuneQueryLink(),)
 
     def __init__(
         self,
@@ -399,6 +410,11 @@ class _DuneExecutionOperator(RemoteRunOperatorMixin, BaseOperator):
         if status is not None and status.is_partial:
             # Always said, whether or not partial results are allowed: the rows are not all there.
             self.log.warning("%s", status.partial_warning())
+        if status is not None and status.query_id:
+            # The saved query behind the execution (a view's own query for a refresh); ad-hoc
+            # SQL has none (Dune says query 0), so its task shows no link.
+            for key, value in _query_link(status.query_id).items():
+                push_xcom(self, context, key, value)
         execution_id = run.ids["execution_id"]
         if self.push_rows_to_xcom and event.get("status") == "success":
             # Checked before the run is called a success: a result too big for XCom fails the
@@ -512,7 +528,6 @@ class DuneRunQueryOperator(_DuneExecutionOperator):
 
     template_fields: Sequence[str] = ("query_id", "query_parameters", "performance")
     template_fields_renderers = {"query_parameters": "json"}
-    operator_extra_links = (DuneQueryLink(),)
 
     def __init__(
         self,
@@ -533,7 +548,7 @@ class DuneRunQueryOperator(_DuneExecutionOperator):
                 "query does not say which parameter values produced it. Drop one of them."
             )
 
-    def link_xcoms(self) -> dict[str, str]:
+    def link_xcoms(self, run: RemoteRun) -> dict[str, str]:
         return _query_link(self.query_id)
 
     def lineage_views(self, event: Mapping[str, Any]) -> tuple[list[str], list[str]]:

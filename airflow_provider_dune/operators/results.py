@@ -13,7 +13,8 @@ from airflow.providers.common.compat.sdk import BaseOperator, ObjectStoragePath
 
 from airflow_provider_dune.exceptions import DuneConfigurationError, DuneError
 from airflow_provider_dune.hooks.dune import DEFAULT_RESULT_PAGE_ROWS, DuneHook
-from airflow_provider_dune.models.dune import ResultPage, find_node_execution
+from airflow_provider_dune.links.dune import DUNE_QUERY_URL, DuneQueryLink
+from airflow_provider_dune.models.dune import ExecutionStatus, ResultPage, find_node_execution
 from airflow_provider_dune.operators.base import DEFAULT_TIMEOUT, push_xcom
 from airflow_provider_dune.operators.export_paths import path_under, write_atomically
 from airflow_provider_dune.operators.result_encoding import arrow_schema, json_line, page_table
@@ -102,6 +103,7 @@ class DuneResultsToStorageOperator(BaseOperator):
         "sort_by",
     )
     ui_color = "#f4603e"
+    operator_extra_links = (DuneQueryLink(),)
 
     def __init__(
         self,
@@ -222,7 +224,9 @@ class DuneResultsToStorageOperator(BaseOperator):
     def execute(self, context: Context) -> dict[str, Any]:
         execution_id = self.resolve_execution_id(context)
         path = self.target_path()
-        self._check_result_ready(execution_id)
+        status = self._check_result_ready(execution_id)
+        if status.query_id:
+            push_xcom(self, context, DuneQueryLink.key, DUNE_QUERY_URL.format(query_id=status.query_id))
         writer = {"csv": self._write_csv, "jsonl": self._write_jsonl, "parquet": self._write_parquet}[
             self.format
         ]
@@ -243,7 +247,7 @@ class DuneResultsToStorageOperator(BaseOperator):
             return ObjectStoragePath(url, conn_id=self.storage_conn_id)
         return ObjectStoragePath(url)
 
-    def _check_result_ready(self, execution_id: str) -> None:
+    def _check_result_ready(self, execution_id: str) -> ExecutionStatus:
         status = self.hook.get_execution_status(execution_id)
         if status.is_partial:
             self.log.warning("%s", status.partial_warning())
@@ -252,6 +256,7 @@ class DuneResultsToStorageOperator(BaseOperator):
             if status.outcome is RunOutcome.RUNNING:
                 message = f"{status.label()} has not finished (state {status.state}); wait for it first."
             raise DuneResultNotReady(f"No result to copy: {message}")
+        return status
 
     def _pages(self, execution_id: str) -> Iterator[ResultPage]:
         return self.hook.iter_result_pages(execution_id, exact_numbers=True, **self._paging())

@@ -19,7 +19,7 @@ BIN := $(VENV)/bin
 UV := .venv-uv/bin/uv
 LOCK_PYTHON := 3.11
 
-.PHONY: install demo test suite lint typecheck lock dist clean benchmarks contract test-distributed test-browser screenshots chromium
+.PHONY: install demo test suite lint typecheck lock dist clean benchmarks contract test-distributed test-scale test-browser screenshots chromium
 
 $(UV): requirements/bootstrap.lock
 	$(PYTHON) -m venv .venv-uv
@@ -59,6 +59,10 @@ contract: install
 # and the Airflow UI in headless Chromium. Each boots its own deployment (harness/).
 test-distributed: install
 	$(BIN)/python -m pytest -q -p no:cacheprovider -m distributed tests/distributed
+
+# Many tasks through real Airflow processes (quick deferrals, the request budget): minutes each.
+test-scale: install
+	$(BIN)/python -m pytest -q -p no:cacheprovider -m scale tests/scale
 
 test-browser: install
 	$(BIN)/python -m pytest -q -p no:cacheprovider -m browser tests/browser

@@ -28,6 +28,28 @@ DUNE_FIELDS: dict[str, Any] = {
         "label": "Give up retrying after (s)",
         "schema": {"type": ["number", "null"], "default": 300},
     },
+    # The key's request budget in each Airflow process (hooks/budget.py, docs/triggers.md).
+    "plan": {
+        "label": "Dune plan (rate limits)",
+        "description": "free, plus or enterprise: every wait of a process shares this plan's requests "
+        "per minute. Empty: no set limit, slow down only when Dune answers 429.",
+        "schema": {"type": ["string", "null"], "enum": ["free", "plus", "enterprise", None]},
+    },
+    "rate_limit_per_minute": {
+        "label": "Reads per minute (overrides the plan)",
+        "description": "The key's limit for status and result reads (Dune's high-limit endpoints).",
+        "schema": {"type": ["number", "null"]},
+    },
+    "rate_limit_share": {
+        "label": "Share of the limit for Airflow",
+        "description": "0.8 by default: a fifth is left to the key's other clients (dashboards, scripts).",
+        "schema": {"type": ["number", "null"], "default": 0.8},
+    },
+    "rate_limit_processes": {
+        "label": "Processes sharing the key",
+        "description": "The number of triggerers using this connection: each takes that part of the limit.",
+        "schema": {"type": ["integer", "null"], "default": 1},
+    },
 }
 
 MAIA_BEHAVIOUR: dict[str, Any] = {
@@ -48,8 +70,17 @@ MAIA_FIELDS: dict[str, Any] = {
         "description": "eu1 or us1: where your Maia account lives.",
         "schema": {"type": ["string", "null"], "enum": ["eu1", "us1", None]},
     },
-    "base_url": {"label": "API base URL (overrides region)", "schema": {"type": ["string", "null"]}},
-    "token_url": {"label": "Token URL (overrides the default)", "schema": {"type": ["string", "null"]}},
+    # Airflow 3's form shows placeholders on its standard fields only: the hints are descriptions.
+    "base_url": {
+        "label": "API base URL (overrides region)",
+        "description": "e.g. https://eu1.api.matillion.com/dpc; empty: from the region.",
+        "schema": {"type": ["string", "null"]},
+    },
+    "token_url": {
+        "label": "Token URL (overrides the default)",
+        "description": "e.g. https://id.core.matillion.com/oauth/dpc/token; empty: Matillion's.",
+        "schema": {"type": ["string", "null"]},
+    },
 }
 
 

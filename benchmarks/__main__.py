@@ -27,6 +27,7 @@ BENCHMARKS = (
     "results",
     "real-triggerer",
     "distributed-triggerers",
+    "rate-budget",
 )
 QUICK = {
     "triggers": 200,
@@ -41,6 +42,8 @@ QUICK = {
     "dist_split": 500,
     "dist_steps": [1000],
     "dist_seconds": 20.0,
+    "budget_pipelines": 100,
+    "budget_per_process": 30,
 }
 FULL = {
     "triggers": 1000,
@@ -55,6 +58,8 @@ FULL = {
     "dist_split": 1000,
     "dist_steps": [2000, 3000, 5000],
     "dist_seconds": 30.0,
+    "budget_pipelines": 500,
+    "budget_per_process": 100,
 }
 
 
@@ -170,6 +175,15 @@ def main(argv: list[str] | None = None) -> int:
                 "frozen_seconds": settings["real_frozen_seconds"],
                 "warmup": settings["warmup"],
                 "command": only("real-triggerer"),
+            },
+        ),
+        (
+            "rate-budget",
+            "rate_budget",
+            {
+                "pipelines": settings["budget_pipelines"],
+                "per_process": settings["budget_per_process"],
+                "command": only("rate-budget"),
             },
         ),
         (

@@ -342,15 +342,20 @@ class DuneHook(HttpServiceHook[_Credentials]):
             urgent=urgent,
         )
 
-    def _read_status(self, path: str, item_id: str, parse: Callable[[str, Any], ParsedT]) -> ParsedT:
+    def _read_status(
+        self, path: str, item_id: str, parse: Callable[[str, Any], ParsedT], urgent: bool = False
+    ) -> ParsedT:
+        """``urgent``: the read a cancel needs, which must not wait behind polls for the budget."""
         creds = self._credentials()
         reader = self._status_reader(path, item_id, parse)
-        return self._call("GET", creds.base_url + path, self._headers(creds), reader)  # type: ignore[no-any-return]
+        return self._call("GET", creds.base_url + path, self._headers(creds), reader, urgent=urgent)  # type: ignore[no-any-return]
 
-    async def _aread_status(self, path: str, item_id: str, parse: Callable[[str, Any], ParsedT]) -> ParsedT:
+    async def _aread_status(
+        self, path: str, item_id: str, parse: Callable[[str, Any], ParsedT], urgent: bool = False
+    ) -> ParsedT:
         creds = await self._acredentials()
         reader = self._status_reader(path, item_id, parse)
-        return await self._acall("GET", creds.base_url + path, self._headers(creds), reader)  # type: ignore[no-any-return]
+        return await self._acall("GET", creds.base_url + path, self._headers(creds), reader, urgent=urgent)  # type: ignore[no-any-return]
 
     def _status_reader(self, path: str, item_id: str, parse: Callable[[str, Any], Any]) -> _StatusReader:
         # A waiting task reads one path for its whole life: keep its reader (and last parse).
@@ -382,23 +387,27 @@ class DuneHook(HttpServiceHook[_Credentials]):
         payload = self._request("POST", "/v1/pipelines/execute", starts_work=True, json_body=body)
         return _started_id(payload, "pipeline_execution_id", "/v1/pipelines/execute")
 
-    def get_pipeline_status(self, pipeline_execution_id: str) -> PipelineStatus:
+    def get_pipeline_status(self, pipeline_execution_id: str, *, urgent: bool = False) -> PipelineStatus:
+        """The pipeline's status; ``urgent`` (a cancel's read) never waits for the key's budget."""
         path = f"/v1/pipelines/executions/{_path_id(pipeline_execution_id)}/status"
-        return self._read_status(path, pipeline_execution_id, parse_pipeline_status)
+        return self._read_status(path, pipeline_execution_id, parse_pipeline_status, urgent)
 
-    async def aget_pipeline_status(self, pipeline_execution_id: str) -> PipelineStatus:
+    async def aget_pipeline_status(
+        self, pipeline_execution_id: str, *, urgent: bool = False
+    ) -> PipelineStatus:
         path = f"/v1/pipelines/executions/{_path_id(pipeline_execution_id)}/status"
-        return await self._aread_status(path, pipeline_execution_id, parse_pipeline_status)
+        return await self._aread_status(path, pipeline_execution_id, parse_pipeline_status, urgent)
 
     # ------------------------------------------------------------------ API: executions
 
-    def get_execution_status(self, execution_id: str) -> ExecutionStatus:
+    def get_execution_status(self, execution_id: str, *, urgent: bool = False) -> ExecutionStatus:
+        """The execution's status; ``urgent`` (a cancel's read) never waits for the key's budget."""
         path = f"/v1/execution/{_path_id(execution_id)}/status"
-        return self._read_status(path, execution_id, parse_execution_status)
+        return self._read_status(path, execution_id, parse_execution_status, urgent)
 
-    async def aget_execution_status(self, execution_id: str) -> ExecutionStatus:
+    async def aget_execution_status(self, execution_id: str, *, urgent: bool = False) -> ExecutionStatus:
         path = f"/v1/execution/{_path_id(execution_id)}/status"
-        return await self._aread_status(path, execution_id, parse_execution_status)
+        return await self._aread_status(path, execution_id, parse_execution_status, urgent)
 
     def cancel_execution(self, execution_id: str) -> bool:
         """Cancel one execution; ``True`` when Dune confirms. Safe to repeat."""

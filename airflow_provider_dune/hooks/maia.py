@@ -467,13 +467,18 @@ class MaiaHook(HttpServiceHook[MaiaCredentials]):
             )
         return value
 
-    def get_pipeline_status(self, project_id: str, pipeline_execution_id: str) -> MaiaPipelineStatus:
-        """``GET /v1/projects/{projectId}/pipeline-executions/{id}/status``."""
-        payload = self._request("GET", _status_path(project_id, pipeline_execution_id))
+    def get_pipeline_status(
+        self, project_id: str, pipeline_execution_id: str, *, urgent: bool = False
+    ) -> MaiaPipelineStatus:
+        """``GET /v1/projects/{projectId}/pipeline-executions/{id}/status``; ``urgent`` (a cancel's
+        read) never waits for the budget."""
+        payload = self._request("GET", _status_path(project_id, pipeline_execution_id), urgent=urgent)
         return parse_pipeline_status(project_id, pipeline_execution_id, payload)
 
-    async def aget_pipeline_status(self, project_id: str, pipeline_execution_id: str) -> MaiaPipelineStatus:
-        payload = await self._arequest("GET", _status_path(project_id, pipeline_execution_id))
+    async def aget_pipeline_status(
+        self, project_id: str, pipeline_execution_id: str, *, urgent: bool = False
+    ) -> MaiaPipelineStatus:
+        payload = await self._arequest("GET", _status_path(project_id, pipeline_execution_id), urgent=urgent)
         return parse_pipeline_status(project_id, pipeline_execution_id, payload)
 
     def get_execution_details(self, project_id: str, pipeline_execution_id: str) -> MaiaExecutionDetails:

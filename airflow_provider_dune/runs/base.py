@@ -127,6 +127,7 @@ def wait_for_run(
     last: RunState | None = None
     at_deadline = False
     while True:
+        read_started = clock()
         try:
             state: RunState | None = run.get_state()
         except DuneError as exc:
@@ -142,7 +143,9 @@ def wait_for_run(
                 return state
         if at_deadline:
             raise RunTimedOut(run, clock() - started, last)
-        wait = poll_interval
+        # The interval runs from when this read asked for its turn: time spent waiting for a slot
+        # of the key's budget counts, so under a full budget every run polls once a fair round.
+        wait = max(0.0, poll_interval - (clock() - read_started))
         waited = clock() - started
         if timeout is not None and waited + wait > timeout:
             # One last read at the deadline, so a run that just finished is not called a timeout.
@@ -166,6 +169,7 @@ async def poll_run(
     progress = _ProgressLog(run, log)
     last: RunState | None = None
     while True:
+        read_started = time.monotonic()
         try:
             state: RunState | None = await run.aget_state()
         except DuneError as exc:
@@ -182,7 +186,7 @@ async def poll_run(
         now = time.time()
         if end_time is not None and now >= end_time:
             return timeout_event(run, now - started, last)
-        wait = poll_interval
+        wait = max(0.0, poll_interval - (time.monotonic() - read_started))
         if end_time is not None:
             wait = min(wait, max(0.0, end_time - now))
         await asyncio.sleep(wait)

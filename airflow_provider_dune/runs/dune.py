@@ -183,12 +183,15 @@ class DunePipelineRun(_DuneRun[PipelineStatus]):
             self.hook.log.warning("Could not read the cost of execution %s: %s", execution_id, exc)
             return None
 
+    # A cancel's reads and requests are urgent: a kill never waits behind polls for the budget.
     def cancel(self) -> list[str]:
         # Dune has no pipeline cancel endpoint: a pipeline stops when its running nodes do.
-        return self._cancel_running(self.hook.get_pipeline_status(self.pipeline_execution_id))
+        return self._cancel_running(self.hook.get_pipeline_status(self.pipeline_execution_id, urgent=True))
 
     async def acancel(self) -> list[str]:
-        return await self._acancel_running(await self.hook.aget_pipeline_status(self.pipeline_execution_id))
+        return await self._acancel_running(
+            await self.hook.aget_pipeline_status(self.pipeline_execution_id, urgent=True)
+        )
 
     def _cancel_running(self, status: PipelineStatus) -> list[str]:
         cancelled = []
@@ -274,13 +277,13 @@ class DuneExecutionRun(_DuneRun[ExecutionStatus]):
         return self._state(await self.hook.aget_execution_status(self.execution_id))
 
     def cancel(self) -> list[str]:
-        status = self.hook.get_execution_status(self.execution_id)
+        status = self.hook.get_execution_status(self.execution_id, urgent=True)
         if status.outcome is not RunOutcome.RUNNING:
             return []
         return [self.execution_id] if self.hook.cancel_execution(self.execution_id) else []
 
     async def acancel(self) -> list[str]:
-        status = await self.hook.aget_execution_status(self.execution_id)
+        status = await self.hook.aget_execution_status(self.execution_id, urgent=True)
         if status.outcome is not RunOutcome.RUNNING:
             return []
         return [self.execution_id] if await self.hook.acancel_execution(self.execution_id) else []

@@ -64,13 +64,15 @@ class MaiaPipelineRun(RemoteRun):
 
     def cancel(self) -> list[str]:
         # Read first: asking Maia to cancel a finished execution is an error, not a no-op.
-        status = self.hook.get_pipeline_status(self.project_id, self.pipeline_execution_id)
+        status = self.hook.get_pipeline_status(self.project_id, self.pipeline_execution_id, urgent=True)
         if status.outcome(self.fail_on_skipped) is not RunOutcome.RUNNING:
             return []
         return [self.hook.cancel_pipeline(self.project_id, self.pipeline_execution_id)]
 
     async def acancel(self) -> list[str]:
-        status = await self.hook.aget_pipeline_status(self.project_id, self.pipeline_execution_id)
+        status = await self.hook.aget_pipeline_status(
+            self.project_id, self.pipeline_execution_id, urgent=True
+        )
         if status.outcome(self.fail_on_skipped) is not RunOutcome.RUNNING:
             return []
         return [await self.hook.acancel_pipeline(self.project_id, self.pipeline_execution_id)]

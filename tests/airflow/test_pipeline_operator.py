@@ -320,7 +320,10 @@ def test_deferral_carries_only_ids_and_intervals(threaded_dune):
 )
 def test_execute_complete_raises_the_event_message(dune_conn, event, expected):
     with pytest.raises(RemoteRunFailed, match=expected):
-        DuneRunPipelineOperator(task_id="t", query_id=1).execute_complete({"ti": FakeTI()}, event)
+        # No cancel: the host only mocks answer (the timeout's cancel is tested in test_deferral.py).
+        DuneRunPipelineOperator(task_id="t", query_id=1, cancel_on_kill=False).execute_complete(
+            {"ti": FakeTI()}, event
+        )
 
 
 def test_execute_complete_success_returns_pipeline_id(dune_conn):

@@ -29,6 +29,10 @@ DUNE_EXTRA_LABELS = [
     "Attempts per call",
     "First retry delay (s)",
     "Give up retrying after (s)",
+    "Dune plan (rate limits)",
+    "Reads per minute (overrides the plan)",
+    "Share of the limit for Airflow",
+    "Processes sharing the key",
 ]
 MAIA_FIELDS = {
     "login": ("Client ID", "API client id (Maia > Profile & Account > API credentials)"),

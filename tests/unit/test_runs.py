@@ -137,6 +137,27 @@ def test_the_loop_polls_at_its_interval_and_leaves_slowing_down_to_the_shared_bu
     assert clock.sleeps == [2, 2, 2]
 
 
+def test_time_spent_waiting_for_the_budget_counts_towards_the_interval():
+    clock = Clock()
+
+    class Queued(FakeRun):
+        def get_state(self):
+            clock.now += 3  # the read waited 3 s for its slot of the key's budget
+            return super().get_state()
+
+    wait_for_run(
+        Queued(RUNNING, RUNNING, DONE),
+        poll_interval=10,
+        timeout=None,
+        log=logging.getLogger(),
+        sleep=clock.sleep,
+        clock=lambda: clock.now,
+    )
+    # Once every 10 s from asking, not 10 s after the answer: a full budget stretches the
+    # interval to a fair round, no further.
+    assert clock.sleeps == [7, 7]
+
+
 def test_the_budget_delay_of_a_run_is_in_its_end_event_and_xcom():
     class Delayed(FakeRun):
         def budget_delay(self):

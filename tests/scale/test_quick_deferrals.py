@@ -24,9 +24,13 @@ import pytest
 from harness.deployment import AIRFLOW_3, AIRFLOW_VERSION, AirflowDeployment, airflow_deployment, reported
 from tests.e2e.dune_paths import EXECUTE_PIPELINE
 
-pytestmark = pytest.mark.skipif(
-    not AIRFLOW_3, reason="the race is Airflow 3's; Airflow 2.11's SequentialExecutor runs one task at a time"
-)
+pytestmark = [
+    pytest.mark.scale,
+    pytest.mark.skipif(
+        not AIRFLOW_3,
+        reason="the race is Airflow 3's; Airflow 2.11's SequentialExecutor runs one task at a time",
+    ),
+]
 
 API_KEY = "dune-e2e-quick-key-5b8e01d3c7f2"
 TASKS_PER_ROUND = 30
@@ -90,7 +94,9 @@ def test_quick_deferred_tasks_all_succeed_with_one_submission_each(dune: Any) ->
             started = time.monotonic()
             deployment.airflow("dags", "trigger", dag_id)
             state = deployment.wait_for_run(dag_id, timeout=300)
-            states = deployment.query("SELECT map_index, state FROM task_instance WHERE dag_id = ?", dag_id)
+            states = deployment.query(
+                "SELECT map_index, state FROM task_instance WHERE dag_id = :dag_id", dag_id=dag_id
+            )
             deferred = _deferred_tasks(deployment, dag_id)
             print(
                 f"Airflow {AIRFLOW_VERSION}, {seconds:g} s pipelines: run {state} after "

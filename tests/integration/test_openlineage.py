@@ -45,7 +45,10 @@ import json, os, pathlib
 from tests.airflow_runs import run_dag_file
 result = run_dag_file(pathlib.Path(os.environ["DAG_FILE"]), os.environ["DAG_ID"])
 xcoms = {task + "." + key: value for (task, key), value in result.xcoms.items()}
-print("RESULT " + json.dumps({"states": result.task_states, "xcoms": xcoms}, default=str))
+# A file, not stdout: OpenLineage's listener logs to stdout from other threads, mid-line.
+pathlib.Path(os.environ["RESULT_FILE"]).write_text(
+    json.dumps({"states": result.task_states, "xcoms": xcoms}, default=str)
+)
 """
 
 
@@ -74,6 +77,7 @@ def test_each_task_completes_with_its_views_sql_ids_and_credits(dune_emulator, t
         "AIRFLOW__OPENLINEAGE__NAMESPACE": "dune-tests",
         "DAG_FILE": str(path),
         "DAG_ID": DAG_ID,
+        "RESULT_FILE": str(tmp_path / "result.json"),
     }
     done = subprocess.run(
         [sys.executable, "-c", RUN],
@@ -84,7 +88,7 @@ def test_each_task_completes_with_its_views_sql_ids_and_credits(dune_emulator, t
         timeout=300,
     )
     assert done.returncode == 0, done.stderr[-3000:]
-    run = json.loads(next(line[7:] for line in done.stdout.splitlines() if line.startswith("RESULT ")))
+    run = json.loads((tmp_path / "result.json").read_text())
     assert set(run["states"].values()) == {"success"}, run["states"]
     xcoms = run["xcoms"]
 

@@ -71,7 +71,10 @@ def get_provider_info() -> dict[str, Any]:
                 **provider_metadata(MAIA_BEHAVIOUR, MAIA_FIELDS),
             },
         ],
-        "extra-links": ["airflow_provider_dune.links.dune.DuneQueryLink"],
+        "extra-links": [
+            "airflow_provider_dune.links.dune.DuneQueryLink",
+            "airflow_provider_dune.links.maia.MaiaPipelineRunLink",
+        ],
         "config": {
             "dune": {
                 "description": "Settings of the Dune and Maia provider.",

@@ -58,6 +58,17 @@ def optional_positive_seconds(value: Any, name: str) -> float | None:
     return None if value is None else positive_seconds(value, name)
 
 
+def optional_positive_number(value: Any, name: str) -> float | None:
+    """A finite number above zero (a budget in credits), or ``None`` for "no limit"."""
+    if value is None:
+        return None
+    what = "a positive, finite number"
+    number = _number(value, name, what)
+    if isinstance(value, timedelta) or not math.isfinite(number) or number <= 0:
+        raise DuneConfigurationError(f"{name} must be {what}, got {value!r}.")
+    return number
+
+
 def positive_count(value: Any, name: str) -> int:
     """A whole number above zero (attempts, rows); ``3.0`` and ``"3"`` are accepted as 3."""
     what = "a positive whole number"

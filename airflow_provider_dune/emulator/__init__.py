@@ -16,6 +16,8 @@ query id  what it is
 1002      fails on purpose: unknown column ``amount_usd_typo`` at line 3, column 3
 1003      Ethereum blocks per day
 1004      one million rows (``range(1000000)``), for paging tests
+1005      DEX projects, reads the view; its first run fails (unknown column), every later run
+          succeeds: a pipeline with it in the middle shows a retry rerunning only what failed
 ========  =====================================================================================
 
 Use::

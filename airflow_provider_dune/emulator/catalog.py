@@ -9,6 +9,7 @@ Catalog format (YAML or the equivalent dict)::
         sql: SELECT ... WHERE amount_usd >= {{min_amount}}
         parameters: [{key: min_amount, type: number, value: "0"}]
         execution_seconds: 2       # optional: override the emulator-wide simulated duration
+        fail_first_runs: 1         # optional: its first N runs fail (a retry's second run succeeds)
         is_archived: false         # optional: an archived query cannot be executed (403)
     materialized_views:
       - name: dex_daily_volume     # or result_dex_daily_volume or dune.emulator.result_dex_daily_volume
@@ -57,6 +58,8 @@ class QueryDef:
     execution_seconds: float | None = None
     is_archived: bool = False
     version: int = 1
+    # Runs left that fail on purpose: how a retry that reruns only failed nodes is shown working.
+    fail_first_runs: int = 0
 
     def default_parameters(self) -> dict[str, Any]:
         return {param["key"]: param.get("value") for param in self.parameters if "key" in param}
@@ -70,6 +73,15 @@ class QueryDef:
                 f"query {self.query_id} is missing values for parameters: {', '.join(missing)}"
             )
         return _PARAMETER_PATTERN.sub(lambda match: str(values[match.group(1)]), self.sql)
+
+    def sql_for_run(self, query_parameters: Mapping[str, Any] | None) -> str:
+        """The SQL one execution runs: :meth:`render_sql`, unless this run is one of the
+        ``fail_first_runs``, which reads a column that does not exist (a real SQL error)."""
+        sql = self.render_sql(query_parameters)
+        if self.fail_first_runs > 0:
+            self.fail_first_runs -= 1
+            return "SELECT\n  fails_on_its_first_run\nFROM dex.trades"
+        return sql
 
     def to_api(self) -> dict[str, Any]:
         return {
@@ -233,4 +245,5 @@ def _parse_query(raw: Mapping[str, Any]) -> QueryDef:
         description=str(raw.get("description", "")),
         execution_seconds=float(duration) if duration is not None else None,
         is_archived=bool(raw.get("is_archived", False)),
+        fail_first_runs=int(raw.get("fail_first_runs", 0)),
     )

@@ -85,6 +85,57 @@ class MaiaExecution:
         return self.running_status
 
 
+# The components every emulated pipeline runs, in order; a failing pipeline fails in the last.
+STEP_NAMES = ("Start", "Load orders", "Transform orders")
+
+
+def failure_message(execution: MaiaExecution) -> str:
+    return (
+        f"SQL compilation error: Object 'EMULATOR.PUBLIC.ORDERS_STAGE' does not exist "
+        f"(pipeline {execution.pipeline_name!r})"
+    )
+
+
+def steps_of(execution: MaiaExecution, status: str) -> list[dict[str, Any]]:
+    """``GET .../steps`` results: every step SUCCESS once the run succeeded; the last one FAILED
+    (with the message Maia would show) or CANCELLED as the run ended; still RUNNING meanwhile."""
+    last = {"FAILED": "FAILED", CANCELLED: CANCELLED}.get(
+        status, "SUCCESS" if status in TERMINAL else RUNNING
+    )
+    steps = []
+    for index, name in enumerate(STEP_NAMES):
+        state = last if index == len(STEP_NAMES) - 1 else "SUCCESS"
+        message = (
+            failure_message(execution) if state == "FAILED" else ("" if state == RUNNING else state.title())
+        )
+        steps.append(
+            {
+                "id": f"{execution.id}-{index}",
+                "name": name,
+                "result": {"status": state, "message": message},
+                "childPipeline": None,
+            }
+        )
+    return steps
+
+
+def details_of(execution: MaiaExecution, status: str) -> dict[str, Any]:
+    """``GET .../pipeline-executions/{id}``, with the fields Maia's reference lists."""
+    message = {"FAILED": failure_message(execution), "SUCCESS": f'"{STEP_NAMES[-1]}": Success'}.get(
+        status, ""
+    )
+    return {
+        "pipelineExecutionId": execution.id,
+        "pipelineName": execution.pipeline_name,
+        "environmentName": execution.environment_name,
+        "projectId": execution.project_id,
+        "pipelineType": "ORCHESTRATION",
+        "trigger": "API",
+        "status": status,
+        "message": message,
+    }
+
+
 @dataclass
 class MaiaService:
     client_id: str = DEFAULT_CLIENT_ID

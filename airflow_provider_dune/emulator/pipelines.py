@@ -156,7 +156,7 @@ def render_nodes(catalog: Catalog, specs: list[NodeSpec]) -> list[NodeRun]:
     runs = []
     for spec in specs:
         query = catalog.queries[spec.query_id]
-        runs.append(NodeRun(spec, query.render_sql(spec.query_parameters), query.execution_seconds))
+        runs.append(NodeRun(spec, query.sql_for_run(spec.query_parameters), query.execution_seconds))
     return runs
 
 

@@ -64,7 +64,7 @@ async def execute_query(request: web.Request) -> web.Response:
         raise ApiError(403, NOT_ALLOWED_TO_EXECUTE)
     performance = performance_of(body)
     try:
-        sql = query.render_sql(query_parameters_of(body))
+        sql = query.sql_for_run(query_parameters_of(body))
     except CatalogError as exc:
         raise ApiError(400, str(exc)) from exc
     require_credits(state, [performance])

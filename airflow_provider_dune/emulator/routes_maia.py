@@ -17,7 +17,7 @@ from typing import Any
 
 from aiohttp import web
 
-from airflow_provider_dune.emulator.maia_state import MAIA_KEY, MaiaProblem, MaiaService
+from airflow_provider_dune.emulator.maia_state import MAIA_KEY, MaiaProblem, MaiaService, details_of, steps_of
 
 MAIA_API_PREFIX = "/dpc/"
 MAIA_TOKEN_PATH = "/oauth/dpc/token"
@@ -117,6 +117,24 @@ async def execution_status(request: web.Request) -> web.Response:
     return _json({"status": maia.status_of(execution)})
 
 
+async def execution_details(request: web.Request) -> web.Response:
+    maia = maia_of(request)
+    execution = maia.get(request.match_info["project_id"], request.match_info["execution_id"])
+    return _json(details_of(execution, maia.status_of(execution)))
+
+
+async def execution_steps(request: web.Request) -> web.Response:
+    maia = maia_of(request)
+    execution = maia.get(request.match_info["project_id"], request.match_info["execution_id"])
+    steps = steps_of(execution, maia.status_of(execution))
+    try:
+        page, size = int(request.query.get("page", 0)), int(request.query.get("size", 25))
+    except ValueError:
+        raise MaiaProblem(400, "page and size must be whole numbers") from None
+    chunk = steps[page * size : (page + 1) * size] if page >= 0 and size > 0 else []
+    return _json({"page": page, "size": size, "total": len(steps), "results": chunk})
+
+
 async def cancel_execution(request: web.Request) -> web.Response:
     execution = maia_of(request).cancel(
         request.match_info["project_id"], request.match_info["execution_id"], await _body(request)
@@ -130,4 +148,6 @@ def add_routes(app: web.Application) -> None:
     app.router.add_get(MAIA_API_PREFIX + "v1/projects/{project_id}/environments", problems(list_environments))
     app.router.add_post(_EXECUTIONS, problems(start_execution))
     app.router.add_get(_EXECUTIONS + "/{execution_id}/status", problems(execution_status))
+    app.router.add_get(_EXECUTIONS + "/{execution_id}/steps", problems(execution_steps))
+    app.router.add_get(_EXECUTIONS + "/{execution_id}", problems(execution_details))
     app.router.add_patch(_EXECUTIONS + "/{execution_id}", problems(cancel_execution))

@@ -60,7 +60,7 @@ def _refresh(state: EmulatorState, view: ViewDef, performance: str) -> str:
     query = state.catalog.queries[view.query_id]
     require_credits(state, [performance])
     try:
-        sql = query.render_sql(None)
+        sql = query.sql_for_run(None)
     except CatalogError as exc:
         raise ApiError(400, str(exc)) from exc
     execution = state.executions.submit(

@@ -575,6 +575,15 @@ class DuneHook(HttpServiceHook[_Credentials]):
         payload = self._request("GET", f"/v1/query/{qid}/results", params=params)
         return parse_result_page(f"(latest result of query {qid})", payload)
 
+    async def aget_latest_result(
+        self, query_id: int | str, *, allow_partial_results: bool = False
+    ) -> ResultPage:
+        """The async twin of :meth:`get_latest_result`, for a trigger waiting for a fresh result."""
+        qid = build_pipeline_request(query_id=query_id)["query_id"]
+        params = ResultOptions(allow_partial_results=allow_partial_results).first_params(None)
+        payload = await self._arequest("GET", f"/v1/query/{qid}/results", params=params)
+        return parse_result_page(f"(latest result of query {qid})", payload)
+
     def iter_latest_result_pages(
         self,
         query_id: int | str,

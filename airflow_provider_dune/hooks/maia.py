@@ -52,10 +52,19 @@ from airflow_provider_dune.hooks.http import (
 if TYPE_CHECKING:
     import requests
 from airflow_provider_dune.hooks.retry import RetryPolicy
-from airflow_provider_dune.models.maia import MaiaPipelineStatus, parse_pipeline_status, parse_problem
+from airflow_provider_dune.models.maia import (
+    MaiaExecutionDetails,
+    MaiaPipelineStatus,
+    parse_execution_message,
+    parse_pipeline_status,
+    parse_problem,
+    parse_steps,
+)
 from airflow_provider_dune.validation import log_safe, positive_count, positive_seconds
 
 REGIONS = ("eu1", "us1")
+# Steps read to explain a failure: a pipeline rarely has more; the first failing ones are enough.
+STEPS_PAGE_SIZE = 100
 DEFAULT_REGION = "eu1"
 BASE_URL_TEMPLATE = "https://{region}.api.matillion.com/dpc"
 DEFAULT_TOKEN_URL = "https://id.core.matillion.com/oauth/dpc/token"
@@ -471,6 +480,21 @@ class MaiaHook(HttpServiceHook[MaiaCredentials]):
     ) -> MaiaPipelineStatus:
         payload = await self._arequest("GET", _status_path(project_id, pipeline_execution_id), urgent=urgent)
         return parse_pipeline_status(project_id, pipeline_execution_id, payload)
+
+    def get_execution_details(self, project_id: str, pipeline_execution_id: str) -> MaiaExecutionDetails:
+        """Why an execution ended as it did: its message
+        (``GET /v1/projects/{projectId}/pipeline-executions/{id}``) and its failed steps
+        (``GET .../steps``, the first page of up to ``STEPS_PAGE_SIZE`` steps)."""
+        message, name = parse_execution_message(
+            self._request("GET", _execution_path(project_id, pipeline_execution_id))
+        )
+        steps = parse_steps(
+            self._request(
+                "GET",
+                _execution_path(project_id, pipeline_execution_id) + f"/steps?page=0&size={STEPS_PAGE_SIZE}",
+            )
+        )
+        return MaiaExecutionDetails(message, name, tuple(step for step in steps if step.failed))
 
     def cancel_pipeline(self, project_id: str, pipeline_execution_id: str, *, force: bool = False) -> str:
         """Stop a running pipeline execution; returns its id.

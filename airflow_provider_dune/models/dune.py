@@ -15,6 +15,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from functools import cached_property
 from typing import Any, Literal, TypedDict
 
@@ -65,6 +66,8 @@ class NodeExecutionDict(TypedDict):
     execution_id: str | None
     status: str
     error: str | None
+    # Dune's execution_cost_credits of the node's execution, once it has finished and been read.
+    credits: float | None
 
 
 @dataclass(frozen=True)
@@ -92,7 +95,7 @@ class NodeExecution:
         what = f"query {self.query_id}" if self.type == "query" else f"materialized view {self.name}"
         return f"node {self.node_id} ({what})"
 
-    def to_dict(self) -> NodeExecutionDict:
+    def to_dict(self, credits: float | None = None) -> NodeExecutionDict:
         return {
             "node_id": self.node_id,
             "type": self.type,
@@ -101,6 +104,7 @@ class NodeExecution:
             "execution_id": self.execution_id,
             "status": self.status,
             "error": self.error,
+            "credits": credits,
         }
 
 
@@ -154,8 +158,10 @@ class PipelineStatus:
             lines.append(f"  Dune says: {self.error}")
         return "\n".join(lines)
 
-    def node_dicts(self) -> list[NodeExecutionDict]:
-        return [n.to_dict() for n in self.nodes]
+    def node_dicts(self, credits: Mapping[str, float | None] | None = None) -> list[NodeExecutionDict]:
+        """The ``node_executions`` XCom; ``credits`` maps execution ids to what each cost."""
+        credits = credits or {}
+        return [n.to_dict(credits.get(n.execution_id or "")) for n in self.nodes]
 
 
 @dataclass(frozen=True)
@@ -193,6 +199,8 @@ class ExecutionStatus:
     result_metadata: Mapping[str, Any] | None = None
     expires_at: str | None = None
     cancelled_at: str | None = None
+    # What the execution cost; Dune reports it once the execution has finished.
+    execution_cost_credits: float | None = None
 
     @property
     def outcome(self) -> RunOutcome:
@@ -228,10 +236,15 @@ class ExecutionStatus:
         return f"Dune execution {self.execution_id}{query}"
 
     def summary(self) -> str:
-        """``QUERY_STATE_COMPLETED, 1,234 rows`` for the task log."""
+        """``QUERY_STATE_COMPLETED, 1,234 rows, 10 credits`` for the task log."""
         meta = self.metadata
         rows = meta.total_row_count if meta else None
-        return self.state + (f", {rows:,} rows" if rows is not None else "")
+        cost = self.execution_cost_credits if self.is_execution_finished else None
+        return (
+            self.state
+            + (f", {rows:,} rows" if rows is not None else "")
+            + (f", {cost:g} credits" if cost is not None else "")
+        )
 
     def partial_warning(self) -> str:
         return (
@@ -272,6 +285,7 @@ class ExecutionStatus:
             "expires_at": self.expires_at,
             "cancelled_at": self.cancelled_at,
             "result_metadata": dict(self.result_metadata) if self.result_metadata is not None else None,
+            "execution_cost_credits": self.execution_cost_credits,
             "error": None,
         }
         if self.error is not None:
@@ -335,6 +349,16 @@ def _opt_str(value: Any) -> str | None:
     if value is None or value == "":
         return None
     return log_safe(value if isinstance(value, str) else str(value))
+
+
+def _opt_number(value: Any) -> float | None:
+    if value is None or isinstance(value, bool):
+        return None
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return number if number == number and abs(number) != float("inf") else None
 
 
 def _opt_int(value: Any) -> int | None:
@@ -439,6 +463,7 @@ def parse_execution_status(execution_id: str, payload: Any) -> ExecutionStatus:
         result_metadata=metadata if isinstance(metadata, Mapping) else None,
         expires_at=_opt_str(body.get("expires_at")),
         cancelled_at=_opt_str(body.get("cancelled_at")),
+        execution_cost_credits=_opt_number(body.get("execution_cost_credits")),
     )
 
 
@@ -460,6 +485,37 @@ class ResultPage:
     query_id: int | None = None
     state: str | None = None
     execution_ended_at: str | None = None
+
+    def ended_at(self) -> datetime | None:
+        """When the execution behind this result ended, as an aware UTC datetime."""
+        return parse_api_time(self.execution_ended_at)
+
+    @property
+    def is_complete(self) -> bool:
+        """A whole, successful result (not partial, failed or expired)."""
+        return normalise_state(self.state or "") in _SUCCEEDED
+
+
+def parse_api_time(text: str | None) -> datetime | None:
+    """Dune's timestamps (``2024-12-20T11:04:18.724658237Z``: nanoseconds, ``Z``) as aware UTC
+    datetimes; ``None`` for what does not parse."""
+    if not text:
+        return None
+    match = _API_TIME.fullmatch(text.strip())
+    if match is None:
+        return None
+    fraction = (match.group("fraction") or "")[:6].ljust(6, "0")
+    zone = match.group("zone") or "Z"
+    zone = "+00:00" if zone.upper() == "Z" else zone
+    try:
+        return datetime.fromisoformat(f"{match.group('base')}.{fraction}{zone}").astimezone(timezone.utc)
+    except ValueError:
+        return None
+
+
+_API_TIME = re.compile(
+    r"(?P<base>\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}:\d{2})(?:\.(?P<fraction>\d+))?(?P<zone>Z|z|[+-]\d{2}:\d{2})?"
+)
 
 
 def _column_types(meta: Any) -> list[str]:

@@ -38,7 +38,7 @@ CANCELLING = "CANCELLING"
 UNKNOWN = "UNKNOWN"
 
 _FAILURE_REASONS = {
-    FAILED: "failed; open the execution in Maia (Pipeline runs) to see which component failed",
+    FAILED: "failed",
     CANCELLED: "was cancelled",
     FORBIDDEN: "was refused (FORBIDDEN): the API credentials may not run pipelines in this project",
 }
@@ -102,6 +102,68 @@ def parse_pipeline_status(project_id: str, pipeline_execution_id: str, payload: 
             f"{str(payload)[:200]}"
         )
     return MaiaPipelineStatus(project_id, pipeline_execution_id, log_safe(status))
+
+
+@dataclass(frozen=True)
+class MaiaStep:
+    """One step (component) of a pipeline execution, from ``GET .../pipeline-executions/{id}/steps``."""
+
+    name: str
+    status: str
+    message: str = ""
+
+    @property
+    def failed(self) -> bool:
+        return self.status.strip().upper() in (FAILED, FORBIDDEN)
+
+
+@dataclass(frozen=True)
+class MaiaExecutionDetails:
+    """What Maia says of a finished execution: ``GET .../pipeline-executions/{id}`` (its
+    ``message``, e.g. ``"Rewrite Table": Success``) and the steps that failed."""
+
+    message: str = ""
+    pipeline_name: str = ""
+    failed_steps: tuple[MaiaStep, ...] = ()
+
+    def describe(self) -> str:
+        """Lines for the task's error: the failing steps with their messages, then Maia's message."""
+        lines = [
+            f"  step {step.name!r} {step.status}: {step.message or 'no message'}"
+            for step in self.failed_steps
+        ]
+        if self.message and not any(self.message == step.message for step in self.failed_steps):
+            lines.append(f"  Maia says: {self.message}")
+        return "\n".join(lines)
+
+
+def parse_execution_message(payload: Any) -> tuple[str, str]:
+    """``(message, pipelineName)`` of the execution details answer. Maia's reference lists the
+    fields at the top level; answers seen in the wild wrap them in ``result``: both are read."""
+    body = payload if isinstance(payload, Mapping) else {}
+    inner = body.get("result")
+    if isinstance(inner, Mapping):
+        body = inner
+    return _text(body.get("message")), _text(body.get("pipelineName"))
+
+
+def parse_steps(payload: Any) -> tuple[MaiaStep, ...]:
+    """The steps of one page of ``.../steps``: ``results[].{name, result: {status, message}}``."""
+    results = payload.get("results") if isinstance(payload, Mapping) else None
+    steps = []
+    for raw in results if isinstance(results, list) else []:
+        if not isinstance(raw, Mapping):
+            continue
+        raw_result = raw.get("result")
+        result: Mapping[str, Any] = raw_result if isinstance(raw_result, Mapping) else {}
+        steps.append(
+            MaiaStep(
+                name=_text(raw.get("name") or raw.get("id")) or "?",
+                status=_text(result.get("status")) or UNKNOWN,
+                message=_text(result.get("message")),
+            )
+        )
+    return tuple(steps)
 
 
 @dataclass(frozen=True)

@@ -85,8 +85,10 @@ def push_xcom(task: Any, context: Context, key: str, value: Any) -> None:
 def finish_wait(task: Any, run: RemoteRun, event: Mapping[str, Any], context: Context) -> None:
     """Push the event's payload to XCom, then return on success or raise what went wrong."""
     for key in run.xcom_keys:
-        if event.get(key):
-            push_xcom(task, context, key, event[key])
+        value = event.get(key)
+        # 0 credits is worth saying; an empty payload (no status was read) is not.
+        if value or (isinstance(value, (int, float)) and not isinstance(value, bool)):
+            push_xcom(task, context, key, value)
     delay = event.get("budget_delay_seconds")
     if delay:
         push_xcom(task, context, "budget_delay_seconds", delay)
@@ -105,6 +107,16 @@ def finish_wait(task: Any, run: RemoteRun, event: Mapping[str, Any], context: Co
         if details:
             message = f"{message}\n{details}"
     raise RemoteRunFailed(message)
+
+
+def _will_retry(context: Context) -> bool:
+    """Whether Airflow retries this task instance if this try fails (Airflow's own rule:
+    retries set and tries left)."""
+    ti = context.get("ti")
+    try_number, max_tries = getattr(ti, "try_number", None), getattr(ti, "max_tries", None)
+    if not isinstance(try_number, int) or not isinstance(max_tries, int):
+        return False
+    return try_number <= max_tries
 
 
 def _may_have_started(exc: BaseException) -> bool:
@@ -186,22 +198,64 @@ class RemoteRunOperatorMixin:
     def run_from_ids(self, ids: Mapping[str, Any]) -> RemoteRun:
         """The adapter for a run the ids (from an event) describe."""
 
-    def link_xcoms(self) -> Mapping[str, str]:
-        """XComs behind the operator's extra links (e.g. the query's page on dune.com)."""
+    # ------------------------------------------------------------------ OpenLineage
+
+    #: The ``source`` of the run's OpenLineage ``externalQuery`` facet, and its own facet's key.
+    lineage_source: str = "dune"
+    _lineage_event: Mapping[str, Any] | None = None
+
+    def lineage_views(self, event: Mapping[str, Any]) -> tuple[list[str], list[str]]:
+        """Full names of the materialized views the task read and wrote, from its end event."""
+        return [], []
+
+    def lineage_sql(self) -> str | None:
+        """The SQL the task ran, for OpenLineage's SQL job facet (ad-hoc SQL only)."""
+        return None
+
+    def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
+        """OpenLineage for Airflow's listener (``apache-airflow-providers-openlineage``): the
+        views read and written, the SQL, the run's ids and credits. See docs/lineage.md."""
+        # Imported here: without the openlineage extra nothing of OpenLineage is ever loaded.
+        from airflow_provider_dune.lineage import operator_lineage
+
+        return operator_lineage(self, self._remote_run, self._lineage_event or {})
+
+    def get_openlineage_facets_on_failure(self, task_instance: Any) -> Any:
+        """The same for a failed task: what it ran, cost and refreshed before it failed."""
+        return self.get_openlineage_facets_on_complete(task_instance)
+
+    def link_xcoms(self, run: RemoteRun) -> Mapping[str, str]:
+        """XComs behind the operator's extra links (the query's page on dune.com, the run in
+        Maia), pushed as soon as the run is known."""
         return {}
 
     @abstractmethod
     def make_trigger(self, run: RemoteRun, wait: TriggerWait) -> BaseTrigger:
         """The trigger that waits for ``run``; ``wait`` goes into its kwargs as it is."""
 
+    def resubmit(self, context: Context, failed: RemoteRun, state: RunState) -> RemoteRun:
+        """Start the work again after an earlier try's run failed (``state``): by default all of
+        it; a pipeline operator submits only the nodes that did not succeed."""
+        return self.submit(context)
+
+    def reuse(self, context: Context) -> RemoteRun | None:
+        """A finished run to use instead of submitting (a fresh enough result), or ``None``."""
+        return None
+
+    def keeps_failed_runs(self) -> bool:
+        """Whether a failed run's record is kept for :meth:`resubmit` of the next try."""
+        return False
+
     def run_and_wait(self, context: Context) -> RemoteRun:
         journal = journal_for(context, durable=self.durable)
-        run, state = self._resume(journal)
+        run, state, failed = self._resume(journal)
+        if run is None and failed is None:
+            run, state = self._reused(context)
         if run is None:
-            run = self._submit_and_record(context, journal)
+            run = self._submit_and_record(context, journal, failed)
         self._remote_run = run
         # On every try, reconnected or not: the links must work for the try a person looks at.
-        for key, value in {**self.link_xcoms(), **run.ids}.items():
+        for key, value in {**self.link_xcoms(run), **run.ids}.items():
             push_xcom(self, context, key, value)
         if state is not None and state.outcome is RunOutcome.SUCCEEDED:
             self.conclude(run, final_event(run, state), context)
@@ -234,6 +288,14 @@ class RemoteRunOperatorMixin:
         self.conclude(run, event, context)
         return run
 
+    def _reused(self, context: Context) -> tuple[RemoteRun | None, RunState | None]:
+        """:meth:`reuse`'s run with its end state, when that run did succeed."""
+        run = self.reuse(context)
+        state = run.get_state() if run is not None else None
+        if run is None or state is None or state.outcome is not RunOutcome.SUCCEEDED:
+            return None, None
+        return run, state
+
     def _defer_unless_quick(self, run: RemoteRun, context: Context, wait_ends: float | None) -> RunState:
         """Wait ``defer_after`` seconds in the worker; return the end state if the run ended, else defer."""
         grace = self.defer_after if self.timeout is None else min(self.defer_after, self.timeout)
@@ -246,11 +308,14 @@ class RemoteRunOperatorMixin:
             trigger=self.make_trigger(run, plan.wait), method_name="execute_complete", timeout=plan.timeout
         )
 
-    def _submit_and_record(self, context: Context, journal: RunJournal) -> RemoteRun:
-        """Submit, with the record written before (intent) and after (ids) the request."""
+    def _submit_and_record(
+        self, context: Context, journal: RunJournal, failed: tuple[RemoteRun, RunState] | None = None
+    ) -> RemoteRun:
+        """Submit (or :meth:`resubmit` after ``failed``), with the record written before (intent)
+        and after (ids) the request."""
         journal.submitting()
         try:
-            run = self.submit(context)
+            run = self.submit(context) if failed is None else self.resubmit(context, *failed)
         except BaseException as exc:
             if not _may_have_started(exc):
                 # Refused before any work started: nothing to reconnect to, nothing to guard.
@@ -268,15 +333,18 @@ class RemoteRunOperatorMixin:
         self.log.info("Started %s.", run.label)
         return run
 
-    def _resume(self, journal: RunJournal) -> tuple[RemoteRun | None, RunState | None]:
-        """The run an earlier try of this task started, if it is still worth reconnecting to.
+    def _resume(
+        self, journal: RunJournal
+    ) -> tuple[RemoteRun | None, RunState | None, tuple[RemoteRun, RunState] | None]:
+        """The run an earlier try of this task started, if it is still worth reconnecting to;
+        else, when that run is known to have failed, it and its state, for :meth:`resubmit`.
 
         Submitting anew is safe only when that run is known to have failed; anything less
         certain fails this try and keeps the record, as Airflow's ``ResumableJobMixin`` does.
         """
         record = journal.get()
         if record is None:
-            return None, None
+            return None, None, None
         if record.ids is None:
             raise SubmissionNotRecorded(
                 "An earlier try of this task sent the request that starts its run (at "
@@ -299,24 +367,26 @@ class RemoteRunOperatorMixin:
             self.log.info(
                 "%s started by an earlier try failed (%s); submitting anew.", run.label, state.summary
             )
-            return None, None
+            return None, None, (run, state)
         verb = "finished" if state.outcome is RunOutcome.SUCCEEDED else "is still running"
         self.log.info(
             "Reconnecting to %s started by an earlier try: it %s (%s).", run.label, verb, state.summary
         )
-        return run, state
+        return run, state, None
 
     def conclude(self, run: RemoteRun, event: Mapping[str, Any], context: Context) -> None:
         """End the task from the wait's end event, and forget the record once nothing needs it.
 
-        The record is forgotten when the run failed (a retry submits anew anyway), or after
-        :meth:`end_wait` returned, i.e. after the task's last side effect. It is kept when the
-        wait ended without knowing the run's end (unreadable status, timeout), and when a step
-        after a successful run failed: the retry then reconnects to the finished run instead of
-        paying for it again.
+        The record is forgotten when the run failed (a retry submits anew anyway), unless the
+        operator :meth:`keeps_failed_runs` and Airflow will retry the task: that retry then
+        reruns only what failed. It is forgotten after :meth:`end_wait` returned, i.e. after the
+        task's last side effect. It is kept when the wait ended without knowing the run's end
+        (unreadable status, timeout), and when a step after a successful run failed: the retry
+        then reconnects to the finished run instead of paying for it again.
         """
         journal = journal_for(context, durable=self.durable)
-        if event.get("status") == "error" and not event.get("unreadable"):
+        failed = event.get("status") == "error" and not event.get("unreadable")
+        if failed and not (self.keeps_failed_runs() and _will_retry(context)):
             self._forget(journal)
         self.end_wait(run, event, context)
         self._forget(journal)
@@ -332,6 +402,7 @@ class RemoteRunOperatorMixin:
     def end_wait(self, run: RemoteRun, event: Mapping[str, Any], context: Context) -> None:
         """Turn the end event into XCom and the task's outcome; subclasses add what follows success."""
         self._remote_run = run
+        self._lineage_event = event
         if event.get("status") == "timeout":
             self._cancel(run, "its timeout ended the wait")
         finish_wait(self, run, event, context)

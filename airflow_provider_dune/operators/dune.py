@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from abc import abstractmethod
 from collections.abc import Mapping, Sequence
+from datetime import timedelta
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
@@ -16,6 +17,7 @@ from airflow_provider_dune.hooks.dune import DuneHook
 from airflow_provider_dune.links.dune import DUNE_QUERY_URL, DuneQueryLink
 from airflow_provider_dune.models.dune import ExecutionStatus, refreshed_view_names
 from airflow_provider_dune.models.pipeline_spec import build_pipeline_request
+from airflow_provider_dune.models.rerun import plan_rerun, query_pipeline_nodes, succeeded_node_ids
 from airflow_provider_dune.operators.base import (
     DEFAULT_TIMEOUT,
     WAIT_ARGS_DOC,
@@ -23,9 +25,20 @@ from airflow_provider_dune.operators.base import (
     push_xcom,
 )
 from airflow_provider_dune.operators.deferral import DEFAULT_DEFER_AFTER
-from airflow_provider_dune.runs.base import RemoteRun
-from airflow_provider_dune.runs.dune import DuneExecutionRun, DunePipelineRun
-from airflow_provider_dune.validation import positive_count
+from airflow_provider_dune.runs.base import RemoteRun, RunState
+from airflow_provider_dune.runs.dune import CARRIED_NODES_KEY, DuneExecutionRun, DunePipelineRun
+from airflow_provider_dune.runs.latest import (
+    EXECUTED,
+    RESULT_SOURCE_KEY,
+    REUSED,
+    ReusedResultRun,
+    fresh_result,
+)
+from airflow_provider_dune.validation import (
+    optional_positive_number,
+    optional_positive_seconds,
+    positive_count,
+)
 
 if TYPE_CHECKING:
     from airflow.providers.common.compat.sdk import Context
@@ -62,6 +75,14 @@ def _query_link(query_id: Any) -> dict[str, str]:
     return {DuneQueryLink.key: DUNE_QUERY_URL.format(query_id=query_id)} if query_id is not None else {}
 
 
+def _target_query(nodes: Any) -> int | None:
+    """The query of the last query node no other node depends on, in a literal node list."""
+    nodes = [n for n in (nodes if isinstance(nodes, list) else []) if isinstance(n, Mapping)]
+    needed = {d for n in nodes for d in n.get("dependencies") or []}
+    sinks = [n for n in nodes if n.get("id") not in needed and isinstance(n.get("query_execution"), Mapping)]
+    return sinks[-1]["query_execution"].get("query_id") if sinks else None
+
+
 def _from_json(value: Any, name: str) -> Any:
     """A templated list or dict renders to a string unless the DAG renders native objects."""
     if not isinstance(value, str):
@@ -93,7 +114,8 @@ class DuneRunPipelineOperator(RemoteRunOperatorMixin, BaseOperator):
     The pipeline execution id is pushed to XCom (``pipeline_execution_id``) as soon as Dune
     returns it, and is the task's return value. When the pipeline ends, ``node_executions``
     holds one entry per node: ``node_id``, ``type``, ``query_id`` or ``name``,
-    ``execution_id``, ``status`` and ``error``.
+    ``execution_id``, ``status``, ``error`` and ``credits`` (what the node cost), and
+    ``credits_used`` the total; the log says both.
 
     :param query_id: the query whose lineage forms the pipeline. (templated)
     :param nodes: an explicit list of pipeline nodes. (templated)
@@ -108,7 +130,14 @@ class DuneRunPipelineOperator(RemoteRunOperatorMixin, BaseOperator):
         are declared outlets and always get their event. Off by default: Airflow creates an
         alias's Asset on its first event, and pipelines that finish at the same moment and
         refreshed the same new view race on that insert (seen on Airflow 3.3), failing a task
-        whose pipeline succeeded."""
+        whose pipeline succeeded.
+    :param max_credits: a budget for the run. Each node's cost is read as it finishes; once the
+        total passes this, every node still running is cancelled (the nodes after them never
+        start) and the task fails saying what was spent. Unset: no budget.
+    :param rerun_failed_only: when Airflow retries the task after its pipeline failed, submit
+        only the nodes that failed or never ran, with the dependencies among themselves, and
+        log the nodes skipped because they had succeeded (XCom ``skipped_nodes``). False: a
+        retry runs the whole pipeline again. Needs ``durable`` (the record of the failed run)."""
         + WAIT_ARGS_DOC
     )
 
@@ -134,6 +163,8 @@ class DuneRunPipelineOperator(RemoteRunOperatorMixin, BaseOperator):
         defer_after: float = DEFAULT_DEFER_AFTER,
         durable: bool = True,
         emit_view_assets: bool = False,
+        max_credits: float | None = None,
+        rerun_failed_only: bool = True,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -152,6 +183,8 @@ class DuneRunPipelineOperator(RemoteRunOperatorMixin, BaseOperator):
         self.dune_conn_id = dune_conn_id
         self.pipeline_execution_id: str | None = None
         self.emit_view_assets = emit_view_assets
+        self.max_credits = optional_positive_number(max_credits, "max_credits")
+        self.rerun_failed_only = rerun_failed_only
         # Views named in literal nodes are known now: declared outlets, created when the DAG is
         # parsed. Others are known only once the pipeline ran: events through the alias, if asked.
         for name in _literal_view_names(nodes):
@@ -166,8 +199,10 @@ class DuneRunPipelineOperator(RemoteRunOperatorMixin, BaseOperator):
     def execute(self, context: Context) -> str:
         return self._returning_id(self.run_and_wait(context))
 
-    def link_xcoms(self) -> dict[str, str]:
-        return _query_link(self.query_id)
+    def link_xcoms(self, run: RemoteRun) -> dict[str, str]:
+        """The "Dune query" link: the query whose pipeline runs, or the last query of ``nodes``
+        that no other node depends on (the pipeline's result)."""
+        return _query_link(self.query_id if self.query_id is not None else _target_query(self.nodes))
 
     def submit(self, context: Context) -> DunePipelineRun:
         # Rendered templates are validated here, before any request.
@@ -184,10 +219,59 @@ class DuneRunPipelineOperator(RemoteRunOperatorMixin, BaseOperator):
             query_parameters=request.get("query_parameters"),
         )
         self.pipeline_execution_id = pid
-        return DunePipelineRun(self.hook, pid)
+        return self.run_from_ids({"pipeline_execution_id": pid})
 
     def run_from_ids(self, ids: Mapping[str, Any]) -> DunePipelineRun:
-        return DunePipelineRun(self.hook, str(ids["pipeline_execution_id"]))
+        return DunePipelineRun(
+            self.hook,
+            str(ids["pipeline_execution_id"]),
+            max_credits=self.max_credits,
+            carried_nodes=ids.get(CARRIED_NODES_KEY),
+        )
+
+    def keeps_failed_runs(self) -> bool:
+        return self.rerun_failed_only
+
+    def lineage_views(self, event: Mapping[str, Any]) -> tuple[list[str], list[str]]:
+        """Outputs: the views the pipeline refreshed."""
+        return [], refreshed_view_names(event.get("node_executions"))
+
+    def resubmit(self, context: Context, failed: RemoteRun, state: RunState) -> DunePipelineRun:
+        """After a failed pipeline: submit only the nodes that did not succeed (see :mod:`models.rerun`)."""
+        ran = state.payload.get("node_executions") or []
+        # Read the query's pipeline only when something succeeded: otherwise everything reruns.
+        plan = (
+            plan_rerun(self.pipeline_nodes(), ran)
+            if self.rerun_failed_only and succeeded_node_ids(ran)
+            else None
+        )
+        if plan is None:
+            self.log.info("Rerunning the whole pipeline: no node of %s can be skipped.", failed.label)
+            return self.submit(context)
+        self.log.info(
+            "Rerunning only the %d node(s) of %s that failed or never ran; skipped, as they had "
+            "succeeded: %s.",
+            len(plan.nodes),
+            failed.label,
+            "; ".join(plan.skipped),
+        )
+        push_xcom(self, context, "skipped_nodes", plan.skipped)
+        pid = self.hook.execute_pipeline(nodes=plan.nodes)
+        self.pipeline_execution_id = pid
+        return self.run_from_ids({"pipeline_execution_id": pid, CARRIED_NODES_KEY: plan.carried})
+
+    def pipeline_nodes(self) -> list[dict[str, Any]]:
+        """The pipeline as explicit nodes: ``nodes`` as validated, or the query's own pipeline."""
+        if self.nodes is not None:
+            request = build_pipeline_request(
+                nodes=_from_json(self.nodes, "nodes"), performance=self.performance
+            )
+            return list(request["pipeline"]["nodes"])
+        return query_pipeline_nodes(
+            self.hook.get_query_pipeline(self.query_id),  # type: ignore[arg-type]
+            query_parameters=_from_json(self.query_parameters, "query_parameters"),
+            performance=self.performance,
+        )
 
     def make_trigger(self, run: RemoteRun, wait: TriggerWait) -> DunePipelineTrigger:
         # Imported here: only a deferring task needs the trigger (and its import cost).
@@ -197,6 +281,8 @@ class DuneRunPipelineOperator(RemoteRunOperatorMixin, BaseOperator):
             pipeline_execution_id=run.ids["pipeline_execution_id"],
             dune_conn_id=self.dune_conn_id,
             cancel_on_kill=self.cancel_on_kill,
+            max_credits=self.max_credits,
+            carried_nodes=run.ids.get(CARRIED_NODES_KEY),
             **wait,
         )
 
@@ -239,6 +325,7 @@ class _DuneExecutionOperator(RemoteRunOperatorMixin, BaseOperator):
 
     ui_color = "#f4603e"
     run_id_key = "execution_id"
+    operator_extra_links = (DuneQueryLink(),)
 
     def __init__(
         self,
@@ -323,6 +410,11 @@ class _DuneExecutionOperator(RemoteRunOperatorMixin, BaseOperator):
         if status is not None and status.is_partial:
             # Always said, whether or not partial results are allowed: the rows are not all there.
             self.log.warning("%s", status.partial_warning())
+        if status is not None and status.query_id:
+            # The saved query behind the execution (a view's own query for a refresh); ad-hoc
+            # SQL has none (Dune says query 0), so its task shows no link.
+            for key, value in _query_link(status.query_id).items():
+                push_xcom(self, context, key, value)
         execution_id = run.ids["execution_id"]
         if self.push_rows_to_xcom and event.get("status") == "success":
             # Checked before the run is called a success: a result too big for XCom fails the
@@ -335,6 +427,18 @@ class _DuneExecutionOperator(RemoteRunOperatorMixin, BaseOperator):
 
     def after_success(self, context: Context, run: RemoteRun, status: ExecutionStatus | None) -> None:
         """What a subclass does once the execution completed (the view operator emits Assets)."""
+
+    def views_read_by(self, query_id: Any) -> list[str]:
+        """The materialized views a saved query reads, from its pipeline (Dune's lineage)."""
+        if query_id is None:
+            return []
+        try:
+            return list(self.hook.get_query_pipeline(query_id).view_names)
+        except DuneError as exc:
+            self.log.warning(
+                "No OpenLineage inputs: could not read the pipeline of query %s: %s", query_id, exc
+            )
+            return []
 
     def _check_row_count(self, execution_id: str, status: ExecutionStatus | None) -> None:
         """Refuse, from the status alone, a result that cannot fit: no page is read to find out."""
@@ -404,20 +508,26 @@ class DuneRunQueryOperator(_DuneExecutionOperator):
 
     The execution id is pushed to XCom (``execution_id``) as soon as Dune returns it and is the
     task's return value. When the wait ends, XCom ``execution`` holds the state, timestamps,
-    ``result_metadata`` (row count, column names and types, datapoints, bytes) and ``error``.
+    ``result_metadata`` (row count, column names and types, datapoints, bytes), ``error`` and
+    ``execution_cost_credits``; XCom ``credits_used`` holds the cost alone.
     The task fails when the execution failed (with Dune's error type, message, line and
     column), was cancelled or expired. Unknown states count as still running (warned once).
 
     :param query_id: the saved query to run. (templated)
     :param query_parameters: values for the query's parameters, ``{"name": value}``. (templated)
     :param performance: engine tier, ``medium`` or ``large``; unset, Dune uses its default
-        (medium). (templated)"""
+        (medium). (templated)
+    :param max_result_age: seconds (or a ``timedelta``): first read the query's latest result
+        (``GET /v1/query/{query_id}/results``, no execution credits) and, when it ended at most
+        this long ago, use it instead of executing: the task returns that execution's id and
+        pushes its XComs as if it had run it, with ``credits_used`` 0. XCom ``result_source``
+        says ``reused`` or ``executed``, and so does the log. Not with ``query_parameters``:
+        Dune's latest result does not say which parameters made it."""
         + _EXECUTION_ARGS_DOC
     )
 
     template_fields: Sequence[str] = ("query_id", "query_parameters", "performance")
     template_fields_renderers = {"query_parameters": "json"}
-    operator_extra_links = (DuneQueryLink(),)
 
     def __init__(
         self,
@@ -425,14 +535,34 @@ class DuneRunQueryOperator(_DuneExecutionOperator):
         query_id: int | str,
         query_parameters: dict[str, Any] | str | None = None,
         performance: str | None = None,
+        max_result_age: float | timedelta | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(performance=performance, **kwargs)
         self.query_id = query_id
         self.query_parameters = query_parameters
+        self.max_result_age = optional_positive_seconds(max_result_age, "max_result_age")
+        if self.max_result_age is not None and query_parameters:
+            raise DuneConfigurationError(
+                "max_result_age cannot be combined with query_parameters: Dune's latest result of a "
+                "query does not say which parameter values produced it. Drop one of them."
+            )
 
-    def link_xcoms(self) -> dict[str, str]:
+    def link_xcoms(self, run: RemoteRun) -> dict[str, str]:
         return _query_link(self.query_id)
+
+    def lineage_views(self, event: Mapping[str, Any]) -> tuple[list[str], list[str]]:
+        """Inputs: the views the query reads."""
+        return self.views_read_by(self.query_id), []
+
+    def reuse(self, context: Context) -> DuneExecutionRun | None:
+        if self.max_result_age is None:
+            return None
+        page = fresh_result(self.hook, self.query_id, self.max_result_age, self.log)
+        push_xcom(self, context, RESULT_SOURCE_KEY, REUSED if page is not None else EXECUTED)
+        if page is None:
+            return None
+        return ReusedResultRun(self.hook, page.execution_id, allow_partial_results=self.allow_partial_results)
 
     def start_execution(self, context: Context) -> dict[str, Any]:
         request = build_pipeline_request(
@@ -474,6 +604,9 @@ class DuneRunSQLOperator(_DuneExecutionOperator):
 
     def start_execution(self, context: Context) -> dict[str, Any]:
         return {"execution_id": self.hook.execute_sql(self.sql, performance=self.performance)}
+
+    def lineage_sql(self) -> str | None:
+        return str(self.sql)
 
 
 # XCom (and resume record) holding a refreshed view's full name, from Dune's refresh answer.
@@ -534,6 +667,12 @@ class DuneRefreshMaterializedViewOperator(_DuneExecutionOperator):
             ids.get(VIEW_XCOM_KEY),
             allow_partial_results=self.allow_partial_results,
         )
+
+    def lineage_views(self, event: Mapping[str, Any]) -> tuple[list[str], list[str]]:
+        """Output: the view; inputs: the views its query reads."""
+        name = self.name if is_full_view_name(self.name) else event.get(VIEW_XCOM_KEY)
+        query_id = (event.get("execution") or {}).get("query_id")
+        return self.views_read_by(query_id), [str(name)] if name else []
 
     def after_success(self, context: Context, run: RemoteRun, status: ExecutionStatus | None) -> None:
         uris = emit_view_events(
@@ -600,4 +739,4 @@ class DuneRunQueryPipelineOperator(DuneRunPipelineOperator):
             query_parameters=request.get("query_parameters"),
         )
         self.pipeline_execution_id = pid
-        return DunePipelineRun(self.hook, pid)
+        return self.run_from_ids({"pipeline_execution_id": pid})

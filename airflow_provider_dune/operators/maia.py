@@ -11,6 +11,7 @@ from airflow.providers.common.compat.sdk import BaseOperator, conf
 
 from airflow_provider_dune.exceptions import DuneConfigurationError
 from airflow_provider_dune.hooks.maia import MaiaHook
+from airflow_provider_dune.links.maia import MaiaPipelineRunLink, maia_execution_url
 from airflow_provider_dune.operators.base import DEFAULT_TIMEOUT, WAIT_ARGS_DOC, RemoteRunOperatorMixin
 from airflow_provider_dune.operators.deferral import DEFAULT_DEFER_AFTER
 from airflow_provider_dune.runs.base import RemoteRun
@@ -59,6 +60,8 @@ class MaiaRunPipelineOperator(RemoteRunOperatorMixin, BaseOperator):
     template_fields_renderers = {"scalar_variables": "json", "grid_variables": "json"}
     ui_color = "#5cc9a7"
     run_id_key = "pipeline_execution_id"
+    lineage_source = "maia"
+    operator_extra_links = (MaiaPipelineRunLink(),)
 
     def __init__(
         self,
@@ -116,6 +119,9 @@ class MaiaRunPipelineOperator(RemoteRunOperatorMixin, BaseOperator):
         )
         self.pipeline_execution_id = pid
         return self.run_from_ids({"project_id": self.project_id, "pipeline_execution_id": pid})
+
+    def link_xcoms(self, run: RemoteRun) -> dict[str, str]:
+        return {MaiaPipelineRunLink.key: maia_execution_url(run.ids["pipeline_execution_id"])}
 
     def run_from_ids(self, ids: Mapping[str, Any]) -> MaiaPipelineRun:
         return MaiaPipelineRun(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 from collections.abc import Iterator, Sequence
+from datetime import timedelta
 from functools import cached_property
 from typing import IO, TYPE_CHECKING, Any, Literal
 
@@ -12,10 +13,16 @@ from airflow.providers.common.compat.sdk import BaseOperator, ObjectStoragePath
 
 from airflow_provider_dune.exceptions import DuneConfigurationError, DuneError
 from airflow_provider_dune.hooks.dune import DEFAULT_RESULT_PAGE_ROWS, DuneHook
-from airflow_provider_dune.models.dune import ResultPage, find_node_execution
+from airflow_provider_dune.links.dune import DUNE_QUERY_URL, DuneQueryLink
+from airflow_provider_dune.models.dune import ExecutionStatus, ResultPage, find_node_execution
+from airflow_provider_dune.operators.base import DEFAULT_TIMEOUT, push_xcom
 from airflow_provider_dune.operators.export_paths import path_under, write_atomically
 from airflow_provider_dune.operators.result_encoding import arrow_schema, json_line, page_table
+from airflow_provider_dune.runs.base import RunTimedOut, wait_for_run
+from airflow_provider_dune.runs.dune import DuneExecutionRun
+from airflow_provider_dune.runs.latest import EXECUTED, RESULT_SOURCE_KEY, REUSED, fresh_result, latest_result
 from airflow_provider_dune.runs.outcome import RunOutcome
+from airflow_provider_dune.validation import optional_positive_seconds, positive_seconds
 
 if TYPE_CHECKING:
     from airflow.providers.common.compat.sdk import Context
@@ -52,6 +59,10 @@ class DuneResultsToStorageOperator(BaseOperator):
       ``DuneRunSQLOperator`` or ``DuneRefreshMaterializedViewOperator`` task.
     * ``source_task_id`` with ``pipeline_node_id`` or ``query_id``: one node of a pipeline operator's
       ``node_executions`` XCom.
+    * ``query_id`` alone: the query's latest result (``GET /v1/query/{query_id}/results``), with
+      no new execution. With ``max_result_age``, a latest result older than that (or none) makes
+      the task execute the query first and wait for it (in the worker, ``poll_interval`` apart,
+      ``timeout`` at most). XCom ``result_source`` says ``reused`` or ``executed``.
 
     :param path: where to write, a URL or ``ObjectStoragePath``; ``{{ ds }}`` and friends work.
         With ``base_path``, a path relative to it. (templated)
@@ -65,8 +76,12 @@ class DuneResultsToStorageOperator(BaseOperator):
     :param source_task_id: the task whose XCom names the execution. (templated)
     :param pipeline_node_id: with ``source_task_id`` of a pipeline task: the node whose result to copy.
         (templated)
-    :param query_id: with ``source_task_id`` of a pipeline task: the node running this query.
-        (templated)
+    :param query_id: with ``source_task_id`` of a pipeline task: the node running this query;
+        alone: the query whose latest result to copy. (templated)
+    :param max_result_age: with ``query_id`` alone: seconds (or a ``timedelta``) the latest
+        result may be old; an older one is not copied but replaced by a new execution.
+    :param poll_interval: seconds between status reads while such an execution runs.
+    :param timeout: seconds such an execution may take at most (a day by default).
     :param columns: only these columns. (templated)
     :param filters: a filter Dune applies to the rows, e.g. ``"volume_usd > 1000"``. (templated)
     :param sort_by: sort order Dune applies, e.g. ``"volume_usd desc"``. (templated)
@@ -88,6 +103,7 @@ class DuneResultsToStorageOperator(BaseOperator):
         "sort_by",
     )
     ui_color = "#f4603e"
+    operator_extra_links = (DuneQueryLink(),)
 
     def __init__(
         self,
@@ -106,18 +122,25 @@ class DuneResultsToStorageOperator(BaseOperator):
         allow_partial_results: bool = False,
         storage_conn_id: str | None = None,
         dune_conn_id: str = DuneHook.default_conn_name,
+        max_result_age: float | timedelta | None = None,
+        poll_interval: float = 10,
+        timeout: float | None = DEFAULT_TIMEOUT,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         if format not in FORMATS:
             raise DuneConfigurationError(f"format must be one of {', '.join(FORMATS)}, got {format!r}.")
-        if (execution_id is None) == (source_task_id is None):
+        latest = query_id is not None and execution_id is None and source_task_id is None
+        if not latest and (execution_id is None) == (source_task_id is None):
             raise DuneConfigurationError(
-                "Give exactly one of execution_id or source_task_id (the task whose XCom names it)."
+                "Give exactly one of execution_id, source_task_id (the task whose XCom names it), or "
+                "query_id alone (the query's latest result)."
             )
-        if (pipeline_node_id is not None or query_id is not None) and source_task_id is None:
+        if pipeline_node_id is not None and source_task_id is None:
+            raise DuneConfigurationError("pipeline_node_id picks a node of source_task_id's pipeline.")
+        if max_result_age is not None and not latest:
             raise DuneConfigurationError(
-                "pipeline_node_id and query_id pick a node of source_task_id's pipeline."
+                "max_result_age applies to query_id alone (the query's latest result, or a new run)."
             )
         if pipeline_node_id is not None and query_id is not None:
             raise DuneConfigurationError("Give pipeline_node_id or query_id, not both.")
@@ -141,6 +164,9 @@ class DuneResultsToStorageOperator(BaseOperator):
         self.allow_partial_results = allow_partial_results
         self.storage_conn_id = storage_conn_id
         self.dune_conn_id = dune_conn_id
+        self.max_result_age = optional_positive_seconds(max_result_age, "max_result_age")
+        self.poll_interval = positive_seconds(poll_interval, "poll_interval")
+        self.timeout = optional_positive_seconds(timeout, "timeout")
 
     @cached_property
     def hook(self) -> DuneHook:
@@ -149,6 +175,8 @@ class DuneResultsToStorageOperator(BaseOperator):
     def resolve_execution_id(self, context: Context) -> str:
         if self.execution_id:
             return str(self.execution_id)
+        if self.source_task_id is None:
+            return self._latest_execution_id(context)
         ti = context["ti"]
         if self.pipeline_node_id is None and self.query_id is None:
             value = ti.xcom_pull(task_ids=self.source_task_id, key="execution_id")
@@ -167,10 +195,38 @@ class DuneResultsToStorageOperator(BaseOperator):
             query_id=int(self.query_id) if self.query_id is not None else None,
         )
 
+    def _latest_execution_id(self, context: Context) -> str:
+        """The execution behind the query's latest result, or a new one when that is too old."""
+        if self.max_result_age is None:
+            page = latest_result(self.hook, self.query_id)  # type: ignore[arg-type]
+            if page is None:
+                raise DuneResultNotReady(f"Query {self.query_id} has no result on Dune yet; run it first.")
+            return page.execution_id
+        page = fresh_result(self.hook, self.query_id, self.max_result_age, self.log)  # type: ignore[arg-type]
+        push_xcom(self, context, RESULT_SOURCE_KEY, REUSED if page is not None else EXECUTED)
+        if page is not None:
+            return page.execution_id
+        run = DuneExecutionRun(
+            self.hook,
+            self.hook.execute_query(self.query_id),  # type: ignore[arg-type]
+            allow_partial_results=self.allow_partial_results,
+        )
+        self.log.info("Started %s; waiting for it before the export.", run.label)
+        try:
+            state = wait_for_run(run, poll_interval=self.poll_interval, timeout=self.timeout, log=self.log)
+        except RunTimedOut:
+            run.cancel()
+            raise
+        if state.outcome is not RunOutcome.SUCCEEDED:
+            raise DuneResultNotReady(f"No result to copy: {state.message}")
+        return run.execution_id
+
     def execute(self, context: Context) -> dict[str, Any]:
         execution_id = self.resolve_execution_id(context)
         path = self.target_path()
-        self._check_result_ready(execution_id)
+        status = self._check_result_ready(execution_id)
+        if status.query_id:
+            push_xcom(self, context, DuneQueryLink.key, DUNE_QUERY_URL.format(query_id=status.query_id))
         writer = {"csv": self._write_csv, "jsonl": self._write_jsonl, "parquet": self._write_parquet}[
             self.format
         ]
@@ -191,7 +247,7 @@ class DuneResultsToStorageOperator(BaseOperator):
             return ObjectStoragePath(url, conn_id=self.storage_conn_id)
         return ObjectStoragePath(url)
 
-    def _check_result_ready(self, execution_id: str) -> None:
+    def _check_result_ready(self, execution_id: str) -> ExecutionStatus:
         status = self.hook.get_execution_status(execution_id)
         if status.is_partial:
             self.log.warning("%s", status.partial_warning())
@@ -200,6 +256,7 @@ class DuneResultsToStorageOperator(BaseOperator):
             if status.outcome is RunOutcome.RUNNING:
                 message = f"{status.label()} has not finished (state {status.state}); wait for it first."
             raise DuneResultNotReady(f"No result to copy: {message}")
+        return status
 
     def _pages(self, execution_id: str) -> Iterator[ResultPage]:
         return self.hook.iter_result_pages(execution_id, exact_numbers=True, **self._paging())

@@ -13,6 +13,8 @@ from airflow_provider_dune.runs.base import RemoteRun, RunState
 from airflow_provider_dune.runs.outcome import RunOutcome
 
 _FAILED_NODE_STATES = ("failed", "query_state_failed")
+# Id (and XCom) holding the nodes a rerun skipped because an earlier run had done them.
+CARRIED_NODES_KEY = "carried_nodes"
 
 StatusT = TypeVar("StatusT", PipelineStatus, ExecutionStatus)
 
@@ -37,27 +39,60 @@ class _DuneRun(RemoteRun, Generic[StatusT]):
 
 
 class DunePipelineRun(_DuneRun[PipelineStatus]):
-    """A pipeline execution; its payload is the ``node_executions`` list."""
+    """A pipeline execution; its payload is ``node_executions`` and ``credits_used``.
+
+    Dune's pipeline status carries no cost: what each node cost (``execution_cost_credits``) is on
+    its execution's status, final once the node has finished. So each finished node's execution is
+    read once, and only when needed: as nodes finish when ``max_credits`` is set (the running total
+    is checked on every poll), otherwise once the pipeline has ended.
+
+    :param max_credits: a budget. Once the finished nodes have used more than this, every node
+        still running is cancelled, and any that starts afterwards too, until the pipeline has
+        ended; the run then counts as failed.
+    :param carried_nodes: after a rerun of only the failed nodes, the ``node_executions`` entries
+        of the nodes that had succeeded in the earlier run and were skipped: they join this run's
+        ``node_executions`` (and its ids, so a retry or a trigger keeps them), so the XCom
+        describes the whole pipeline and a downstream task finds every node's execution.
+    """
 
     kind = "Dune pipeline"
-    xcom_keys = ("node_executions",)
-    empty_payload: ClassVar[Mapping[str, Any]] = {"node_executions": []}
+    xcom_keys = ("node_executions", "credits_used")
+    empty_payload: ClassVar[Mapping[str, Any]] = {"node_executions": [], "credits_used": None}
 
-    def __init__(self, hook: DuneHook, pipeline_execution_id: str) -> None:
+    def __init__(
+        self,
+        hook: DuneHook,
+        pipeline_execution_id: str,
+        *,
+        max_credits: float | None = None,
+        carried_nodes: list[dict[str, Any]] | None = None,
+    ) -> None:
         self.hook = hook
         self.pipeline_execution_id = pipeline_execution_id
+        self.max_credits = max_credits
+        self.carried_nodes = list(carried_nodes or [])
+        # Execution id -> its execution_cost_credits (None: not reported), for finished nodes.
+        self.credits: dict[str, float | None] = {}
+        # Executions cancelled because the run passed max_credits.
+        self.cancelled: list[str] = []
 
     @property
     def ids(self) -> dict[str, Any]:
-        return {"pipeline_execution_id": self.pipeline_execution_id}
+        carried = {CARRIED_NODES_KEY: self.carried_nodes} if self.carried_nodes else {}
+        return {"pipeline_execution_id": self.pipeline_execution_id, **carried}
 
-    @staticmethod
-    def state_of(status: PipelineStatus) -> RunState:
+    def node_dicts(self, status: PipelineStatus) -> list[dict[str, Any]]:
+        """This run's nodes with their credits, and the nodes carried over from an earlier run."""
+        nodes = [*self.carried_nodes, *(dict(n) for n in status.node_dicts(self.credits))]
+        return sorted(nodes, key=lambda n: n.get("node_id") or 0)
+
+    def state_of(self, status: PipelineStatus) -> RunState:
         outcome = status.outcome
+        cost = self._cost_note(status)
         if outcome is RunOutcome.SUCCEEDED:
-            message = f"Dune pipeline {status.pipeline_execution_id} completed: {status.progress()}."
+            message = f"Dune pipeline {status.pipeline_execution_id} completed: {status.progress()}{cost}."
         elif outcome is RunOutcome.FAILED:
-            message = status.failure_message()
+            message = status.failure_message() + (f"\n  Cost{cost}." if cost else "")
         else:
             # Polled every few seconds by every deferred task: no message until one is needed.
             message = ""
@@ -65,27 +100,107 @@ class DunePipelineRun(_DuneRun[PipelineStatus]):
             outcome=outcome,
             summary=f"{status.status}, {status.progress()}",
             message=message,
-            payload={"node_executions": status.node_dicts()},
+            payload={"node_executions": self.node_dicts(status), "credits_used": self.credits_used},
         )
 
+    @property
+    def credits_used(self) -> float | None:
+        """Credits of the finished nodes read so far; ``None`` until one has been read."""
+        known = [c for c in self.credits.values() if c is not None]
+        return round(sum(known), 6) if known else None
+
+    def _cost_note(self, status: PipelineStatus) -> str:
+        """``; 30 credits (node 1: 10, node 2: 20)``, or "" while nothing is known."""
+        if self.credits_used is None:
+            return ""
+        per_node = ", ".join(
+            f"node {n.node_id}: {_credits_text(self.credits.get(n.execution_id))}"
+            for n in status.nodes
+            if n.execution_id in self.credits
+        )
+        return f"; {_credits_text(self.credits_used)} credits ({per_node})"
+
+    def _unpriced(self, status: PipelineStatus) -> list[str]:
+        """Finished nodes whose cost has not been read yet, when their cost is wanted now."""
+        if self.max_credits is None and not status.outcome.is_terminal:
+            return []
+        return [
+            n.execution_id
+            for n in status.nodes
+            if n.execution_id and n.outcome is not RunOutcome.RUNNING and n.execution_id not in self.credits
+        ]
+
+    def _over_budget(self) -> bool:
+        used = self.credits_used
+        return self.max_credits is not None and used is not None and used > self.max_credits
+
+    def _budget_state(self, status: PipelineStatus, cancelled: list[str]) -> RunState:
+        """Past the budget: still running while its nodes are being cancelled (a node that was
+        waiting for its inputs has no execution to cancel yet), failed once the pipeline ended."""
+        self.cancelled.extend(cancelled)
+        payload = self._state(status).payload
+        if status.outcome is RunOutcome.RUNNING:
+            return RunState(
+                RunOutcome.RUNNING, f"over max_credits, cancelling, {status.progress()}", "", payload
+            )
+        stopped = ", ".join(self.cancelled) or "none, nothing was running"
+        message = (
+            f"Dune pipeline {status.pipeline_execution_id} used {_credits_text(self.credits_used)} credits, "
+            f"more than max_credits={_credits_text(self.max_credits)}. Cancelled the executions still "
+            f"running ({stopped}); the nodes after them did not run. Done: {status.progress()}"
+            f"{self._cost_note(status)}. Raise max_credits, or make the pipeline cheaper (fewer "
+            "nodes, the medium tier)."
+        )
+        return RunState(RunOutcome.FAILED, f"over max_credits, {status.progress()}", message, payload)
+
     def get_state(self) -> RunState:
-        return self._state(self.hook.get_pipeline_status(self.pipeline_execution_id))
+        status = self.hook.get_pipeline_status(self.pipeline_execution_id)
+        for execution_id in self._unpriced(status):
+            self.credits[execution_id] = self._read_credits(execution_id)
+        if self._over_budget():
+            return self._budget_state(status, self._cancel_running(status))
+        return self._state(status)
 
     async def aget_state(self) -> RunState:
-        return self._state(await self.hook.aget_pipeline_status(self.pipeline_execution_id))
+        status = await self.hook.aget_pipeline_status(self.pipeline_execution_id)
+        for execution_id in self._unpriced(status):
+            self.credits[execution_id] = await self._aread_credits(execution_id)
+        if self._over_budget():
+            return self._budget_state(status, await self._acancel_running(status))
+        return self._state(status)
+
+    def _read_credits(self, execution_id: str) -> float | None:
+        try:
+            return self.hook.get_execution_status(execution_id).execution_cost_credits
+        except DuneError as exc:
+            self.hook.log.warning("Could not read the cost of execution %s: %s", execution_id, exc)
+            return None
+
+    async def _aread_credits(self, execution_id: str) -> float | None:
+        try:
+            return (await self.hook.aget_execution_status(execution_id)).execution_cost_credits
+        except DuneError as exc:
+            self.hook.log.warning("Could not read the cost of execution %s: %s", execution_id, exc)
+            return None
 
     # A cancel's reads and requests are urgent: a kill never waits behind polls for the budget.
     def cancel(self) -> list[str]:
         # Dune has no pipeline cancel endpoint: a pipeline stops when its running nodes do.
-        status = self.hook.get_pipeline_status(self.pipeline_execution_id, urgent=True)
+        return self._cancel_running(self.hook.get_pipeline_status(self.pipeline_execution_id, urgent=True))
+
+    async def acancel(self) -> list[str]:
+        return await self._acancel_running(
+            await self.hook.aget_pipeline_status(self.pipeline_execution_id, urgent=True)
+        )
+
+    def _cancel_running(self, status: PipelineStatus) -> list[str]:
         cancelled = []
         for execution_id in _running_executions(status):
             self.hook.cancel_execution(execution_id)
             cancelled.append(execution_id)
         return cancelled
 
-    async def acancel(self) -> list[str]:
-        status = await self.hook.aget_pipeline_status(self.pipeline_execution_id, urgent=True)
+    async def _acancel_running(self, status: PipelineStatus) -> list[str]:
         cancelled = []
         for execution_id in _running_executions(status):
             await self.hook.acancel_execution(execution_id)
@@ -112,6 +227,13 @@ class DunePipelineRun(_DuneRun[PipelineStatus]):
         return "\n".join(details)
 
 
+def _credits_text(value: float | None) -> str:
+    """``12`` or ``12.5``: credits as a person reads them; ``?`` when Dune did not say."""
+    if value is None:
+        return "?"
+    return f"{value:g}"
+
+
 def _running_executions(status: PipelineStatus) -> list[str]:
     """Execution ids of the nodes still running: what cancelling a pipeline means."""
     if status.outcome is not RunOutcome.RUNNING:
@@ -128,8 +250,8 @@ class DuneExecutionRun(_DuneRun[ExecutionStatus]):
     """
 
     kind = "Dune execution"
-    xcom_keys = ("execution",)
-    empty_payload: ClassVar[Mapping[str, Any]] = {"execution": {}}
+    xcom_keys = ("execution", "credits_used")
+    empty_payload: ClassVar[Mapping[str, Any]] = {"execution": {}, "credits_used": None}
 
     def __init__(self, hook: DuneHook, execution_id: str, *, allow_partial_results: bool = False) -> None:
         self.hook = hook
@@ -145,7 +267,7 @@ class DuneExecutionRun(_DuneRun[ExecutionStatus]):
             outcome=status.decide(allow_partial_results=self.allow_partial_results),
             summary=status.summary(),
             message=status.end_message(allow_partial_results=self.allow_partial_results),
-            payload={"execution": status.to_dict()},
+            payload={"execution": status.to_dict(), "credits_used": status.execution_cost_credits},
         )
 
     def get_state(self) -> RunState:

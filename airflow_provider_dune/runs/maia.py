@@ -5,7 +5,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
+from airflow_provider_dune.exceptions import DuneError
 from airflow_provider_dune.hooks.maia import MaiaHook
+from airflow_provider_dune.links.maia import maia_execution_url
 from airflow_provider_dune.models.maia import MaiaPipelineStatus
 from airflow_provider_dune.runs.base import RemoteRun, RunState
 from airflow_provider_dune.runs.outcome import RunOutcome
@@ -74,6 +76,18 @@ class MaiaPipelineRun(RemoteRun):
         if status.outcome(self.fail_on_skipped) is not RunOutcome.RUNNING:
             return []
         return [await self.hook.acancel_pipeline(self.project_id, self.pipeline_execution_id)]
+
+    def failure_details(self, payload: Mapping[str, Any]) -> str:
+        """The failing steps and Maia's message, read in the worker once the run failed."""
+        if str(payload.get(PIPELINE_STATUS_KEY) or "").upper() != "FAILED":
+            return ""
+        try:
+            details = self.hook.get_execution_details(self.project_id, self.pipeline_execution_id)
+        except DuneError as exc:
+            self.hook.log.warning("Could not read why %s failed: %s", self.label, exc)
+            return f"  Open it in Maia: {maia_execution_url(self.pipeline_execution_id)}"
+        lines = details.describe() or "  Maia's API says nothing more about this failure."
+        return f"{lines}\n  Open it in Maia: {maia_execution_url(self.pipeline_execution_id)}"
 
     def budget_delay(self) -> float:
         return self.hook.budget_delay_seconds

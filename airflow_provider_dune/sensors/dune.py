@@ -3,18 +3,27 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime, timedelta, timezone
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from airflow.providers.common.compat.sdk import conf
 
+from airflow_provider_dune.exceptions import DuneConfigurationError
 from airflow_provider_dune.hooks.dune import DuneHook
+from airflow_provider_dune.models.dune import parse_api_time
 from airflow_provider_dune.runs.dune import DuneExecutionRun, DunePipelineRun
+from airflow_provider_dune.runs.latest import DuneLatestResultRun
 from airflow_provider_dune.sensors.base import RemoteRunSensor
+from airflow_provider_dune.validation import optional_positive_seconds
 
 if TYPE_CHECKING:
     from airflow_provider_dune.triggers.base import TriggerWait
-    from airflow_provider_dune.triggers.dune import DuneExecutionTrigger, DunePipelineTrigger
+    from airflow_provider_dune.triggers.dune import (
+        DuneExecutionTrigger,
+        DuneLatestResultTrigger,
+        DunePipelineTrigger,
+    )
 
 
 class DunePipelineSensor(RemoteRunSensor):
@@ -123,5 +132,85 @@ class DuneExecutionSensor(RemoteRunSensor):
             allow_partial_results=self.allow_partial_results,
             # The sensor did not start the execution: killing it must not cancel it.
             cancel_on_kill=False,
+            **wait,
+        )
+
+
+class DuneQueryResultSensor(RemoteRunSensor):
+    """
+    Waits until a query's latest result is fresh, for queries Dune refreshes on its own schedule.
+
+    Reads ``GET /v1/query/{query_id}/results`` (one row, no execution credits) every
+    ``poke_interval`` and succeeds once the result ended at most ``max_age`` ago, or after
+    ``newer_than``; a missing, failed or stale result keeps it waiting, up to ``timeout``. XCom
+    ``latest_result`` then holds its ``execution_id``, ``execution_ended_at`` and
+    ``total_row_count``, so a downstream task can copy exactly that result. In deferrable mode the
+    wait happens in the triggerer (:class:`DuneLatestResultTrigger`).
+
+    :param query_id: the query. (templated)
+    :param max_age: seconds (or a ``timedelta``) the result may be old, measured at each read.
+    :param newer_than: a moment the result must have ended after: a ``datetime`` or an ISO 8601
+        string such as ``"{{ data_interval_end }}"``; a naive time is UTC. (templated)
+    :param dune_conn_id: the Airflow connection holding the API key.
+    :param deferrable: wait in the triggerer. Defaults to ``[operators] default_deferrable``.
+    """
+
+    template_fields: Sequence[str] = ("query_id", "newer_than")
+    ui_color = "#f4603e"
+
+    def __init__(
+        self,
+        *,
+        query_id: int | str,
+        max_age: float | timedelta | None = None,
+        newer_than: datetime | str | None = None,
+        dune_conn_id: str = DuneHook.default_conn_name,
+        deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
+        **kwargs: Any,
+    ) -> None:
+        kwargs.setdefault("poke_interval", 60)
+        super().__init__(**kwargs)
+        if (max_age is None) == (newer_than is None):
+            raise DuneConfigurationError(
+                "Give exactly one of max_age (how old the latest result may be) or newer_than (a "
+                "moment it must have ended after)."
+            )
+        self.query_id = query_id
+        self.max_age = optional_positive_seconds(max_age, "max_age")
+        self.newer_than = newer_than
+        self.dune_conn_id = dune_conn_id
+        self.deferrable = deferrable
+
+    @cached_property
+    def hook(self) -> DuneHook:
+        return DuneHook(self.dune_conn_id)
+
+    def _newer_than(self) -> datetime | None:
+        """The rendered ``newer_than`` as an aware UTC datetime, or a clear error."""
+        value = self.newer_than
+        if value is None:
+            return None
+        moment = value if isinstance(value, datetime) else parse_api_time(str(value))
+        if moment is None:
+            raise DuneConfigurationError(f"newer_than must be a datetime or an ISO 8601 time, got {value!r}.")
+        return (
+            moment.replace(tzinfo=timezone.utc) if moment.tzinfo is None else moment.astimezone(timezone.utc)
+        )
+
+    def remote_run(self) -> DuneLatestResultRun:
+        return DuneLatestResultRun(
+            self.hook, self.query_id, max_age=self.max_age, newer_than=self._newer_than()
+        )
+
+    def make_trigger(self, wait: TriggerWait) -> DuneLatestResultTrigger:
+        # Imported here: only a deferring sensor needs the trigger (and its import cost).
+        from airflow_provider_dune.triggers.dune import DuneLatestResultTrigger
+
+        newer_than = self._newer_than()
+        return DuneLatestResultTrigger(
+            query_id=self.query_id,
+            max_age_seconds=self.max_age,
+            newer_than=newer_than.isoformat() if newer_than else None,
+            dune_conn_id=self.dune_conn_id,
             **wait,
         )

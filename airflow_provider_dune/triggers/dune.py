@@ -5,7 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 from airflow_provider_dune.hooks.dune import DuneHook
+from airflow_provider_dune.models.dune import parse_api_time
 from airflow_provider_dune.runs.dune import DuneExecutionRun, DunePipelineRun
+from airflow_provider_dune.runs.latest import DuneLatestResultRun
 from airflow_provider_dune.triggers.base import RemoteRunTrigger
 
 
@@ -26,6 +28,9 @@ class DunePipelineTrigger(RemoteRunTrigger):
         deferring task; guards an Airflow scheduler race, see docs/reliability.md).
     :param cancel_on_kill: cancel the pipeline's running nodes when a user kills the deferred
         task (mark failed/success, clear). False when the waiting task did not start it.
+    :param max_credits: the run's budget (see :class:`~airflow_provider_dune.runs.dune.DunePipelineRun`).
+    :param carried_nodes: after a rerun of only the failed nodes, the earlier run's entries of
+        the skipped nodes (ids and states, no secret), so the event describes the whole pipeline.
     """
 
     def __init__(
@@ -36,6 +41,8 @@ class DunePipelineTrigger(RemoteRunTrigger):
         end_time: float | None = None,
         fire_not_before: float | None = None,
         cancel_on_kill: bool = True,
+        max_credits: float | None = None,
+        carried_nodes: list[dict[str, Any]] | None = None,
     ) -> None:
         super().__init__(
             poll_interval=poll_interval,
@@ -45,19 +52,29 @@ class DunePipelineTrigger(RemoteRunTrigger):
         )
         self.pipeline_execution_id = pipeline_execution_id
         self.dune_conn_id = dune_conn_id
+        self.max_credits = max_credits
+        self.carried_nodes = carried_nodes
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
+        carried = {"carried_nodes": self.carried_nodes} if self.carried_nodes else {}
         return (
             f"{type(self).__module__}.{type(self).__qualname__}",
             {
                 "pipeline_execution_id": self.pipeline_execution_id,
                 "dune_conn_id": self.dune_conn_id,
+                "max_credits": self.max_credits,
+                **carried,
                 **self.wait_kwargs(),
             },
         )
 
     def remote_run(self) -> DunePipelineRun:
-        return DunePipelineRun(DuneHook(self.dune_conn_id), self.pipeline_execution_id)
+        return DunePipelineRun(
+            DuneHook(self.dune_conn_id),
+            self.pipeline_execution_id,
+            max_credits=self.max_credits,
+            carried_nodes=self.carried_nodes,
+        )
 
 
 class DuneExecutionTrigger(RemoteRunTrigger):
@@ -114,4 +131,60 @@ class DuneExecutionTrigger(RemoteRunTrigger):
     def remote_run(self) -> DuneExecutionRun:
         return DuneExecutionRun(
             DuneHook(self.dune_conn_id), self.execution_id, allow_partial_results=self.allow_partial_results
+        )
+
+
+class DuneLatestResultTrigger(RemoteRunTrigger):
+    """
+    Polls a query's latest result (``GET /v1/query/{query_id}/results``) until it is fresh: it
+    ended at most ``max_age_seconds`` before the read, or after ``newer_than``. Then fires one
+    event ``{"status": "success", "query_id", "latest_result": {"execution_id", ...}, "message"}``
+    (``timeout`` past ``end_time``). Nothing runs on Dune for it, so there is nothing to cancel.
+
+    :param query_id: the query whose latest result is watched.
+    :param max_age_seconds: how old the result may be, measured at each read.
+    :param newer_than: an ISO 8601 moment the result must have ended after (wall-clock, so it
+        means the same after a triggerer restart).
+    """
+
+    def __init__(
+        self,
+        query_id: int | str,
+        max_age_seconds: float | None = None,
+        newer_than: str | None = None,
+        dune_conn_id: str = DuneHook.default_conn_name,
+        poll_interval: float = 60,
+        end_time: float | None = None,
+        fire_not_before: float | None = None,
+        cancel_on_kill: bool = False,
+    ) -> None:
+        super().__init__(
+            poll_interval=poll_interval,
+            end_time=end_time,
+            cancel_on_kill=cancel_on_kill,
+            fire_not_before=fire_not_before,
+        )
+        self.query_id = query_id
+        self.max_age_seconds = max_age_seconds
+        self.newer_than = newer_than
+        self.dune_conn_id = dune_conn_id
+
+    def serialize(self) -> tuple[str, dict[str, Any]]:
+        return (
+            f"{type(self).__module__}.{type(self).__qualname__}",
+            {
+                "query_id": self.query_id,
+                "max_age_seconds": self.max_age_seconds,
+                "newer_than": self.newer_than,
+                "dune_conn_id": self.dune_conn_id,
+                **self.wait_kwargs(),
+            },
+        )
+
+    def remote_run(self) -> DuneLatestResultRun:
+        return DuneLatestResultRun(
+            DuneHook(self.dune_conn_id),
+            self.query_id,
+            max_age=self.max_age_seconds,
+            newer_than=parse_api_time(self.newer_than) if self.newer_than else None,
         )

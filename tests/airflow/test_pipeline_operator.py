@@ -274,15 +274,17 @@ def test_deferral_carries_only_ids_and_intervals(threaded_dune):
     threaded_dune.script("GET", STATUS, status("executing", node(1, "executing")))
     ti = FakeTI()
     op = DuneRunPipelineOperator(
-        task_id="t", query_id=1, deferrable=True, defer_after=0, poll_interval=7, timeout=60
+        task_id="t", query_id=1, deferrable=True, defer_after=0, poll_interval=7, timeout=60, max_credits=40
     )
     with pytest.raises(TaskDeferred) as deferred:
         op.execute({"ti": ti})
     assert ti.pushed["pipeline_execution_id"] == "P1"  # pushed before deferring
     _, kwargs = deferred.value.trigger.serialize()
+    assert kwargs["max_credits"] == 40  # the budget goes on in the triggerer
     assert set(kwargs) == {
         "pipeline_execution_id",
         "dune_conn_id",
+        "max_credits",
         "poll_interval",
         "end_time",
         "fire_not_before",

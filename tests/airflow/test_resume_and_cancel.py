@@ -361,3 +361,70 @@ async def test_a_failed_cancel_from_the_triggerer_is_logged_not_raised(scripted_
     )
     await DunePipelineTrigger("P1").on_kill()  # must not raise
     assert scripted_dune.calls("GET", "/api/v1/pipelines/executions/P1/status") == 1
+
+
+THREE_NODES = [
+    {"id": 1, "query_execution": {"query_id": 10}},
+    {"id": 2, "dependencies": [1], "query_execution": {"query_id": 20}},
+    {"id": 3, "dependencies": [2], "query_execution": {"query_id": 30}},
+]
+
+
+def three_node_status(*states):
+    return Answer(
+        body={
+            "status": "completed",
+            "error": "node 2 failed",
+            "node_executions": [
+                {
+                    "id": i,
+                    "query_execution_status": {"status": s, "query_id": i * 10, "execution_id": f"E{i}"},
+                }
+                for i, s in enumerate(states, start=1)
+            ],
+        }
+    )
+
+
+@pytest.mark.parametrize("rerun_failed_only", [True, False])
+def test_a_retry_after_a_failed_pipeline_reruns_only_what_did_not_succeed(threaded_dune, rerun_failed_only):
+    store = FakeStateStore(recorded(pipeline_execution_id="OLD"))
+    threaded_dune.script("GET", STATUS_OLD, three_node_status("completed", "failed", "skipped"))
+    threaded_dune.script("POST", EXECUTE, Answer(body={"pipeline_execution_id": "NEW"}))
+    threaded_dune.script("GET", STATUS_NEW, status("completed", "completed"))
+    ti = FakeTI()
+    op = DuneRunPipelineOperator(
+        task_id="t", nodes=THREE_NODES, poll_interval=0.01, rerun_failed_only=rerun_failed_only
+    )
+    assert op.execute({"ti": ti, "task_state_store": store}) == "NEW"
+    sent = json.loads(next(r.body for r in threaded_dune.requests if r.path == EXECUTE))
+    ids = [(n["id"], n.get("dependencies")) for n in sent["pipeline"]["nodes"]]
+    if rerun_failed_only:
+        assert ids == [(2, []), (3, [2])]
+        assert ti.pushed["skipped_nodes"] == ["node 1 (query 10, execution E1)"]
+    else:
+        assert ids == [(1, []), (2, [1]), (3, [2])]
+        assert "skipped_nodes" not in ti.pushed
+
+
+class RetryingTI(FakeTI):
+    def __init__(self, try_number, max_tries):
+        super().__init__()
+        self.try_number, self.max_tries = try_number, max_tries
+
+
+@pytest.mark.parametrize(("try_number", "kept"), [(1, True), (2, False)], ids=["retry follows", "last try"])
+def test_a_failed_pipeline_keeps_its_record_only_when_a_retry_follows(threaded_dune, try_number, kept):
+    store = FakeStateStore()
+    threaded_dune.script("POST", EXECUTE, Answer(body={"pipeline_execution_id": "NEW"}))
+    threaded_dune.script("GET", STATUS_NEW, three_node_status("completed", "failed", "skipped"))
+    threaded_dune.script(
+        "GET",
+        "/api/v1/execution/E2/status",
+        Answer(body={"execution_id": "E2", "state": "QUERY_STATE_FAILED"}),
+    )
+    op = DuneRunPipelineOperator(task_id="t", nodes=THREE_NODES, poll_interval=0.01)
+    with pytest.raises(RemoteRunFailed):
+        op.execute({"ti": RetryingTI(try_number, max_tries=1), "task_state_store": store})
+    record = store.data.get(STORE_KEY)
+    assert (record["ids"] if record else None) == ({"pipeline_execution_id": "NEW"} if kept else None)

@@ -5,7 +5,7 @@ import io
 import time
 
 from airflow_provider_dune.emulator import DuneEmulator
-from tests.emulator.conftest import Api
+from tests.emulator.conftest import API_KEY, Api
 
 STATUS_KEYS = {
     "execution_id",
@@ -294,3 +294,16 @@ def test_credit_limit_refuses_work_with_402_before_starting_it() -> None:
         assert dune.credits_used == 20
         period = api.post("/v1/usage", json={}).json()["billing_periods"][0]
         assert (period["credits_used"], period["credits_included"]) == (20, 25)
+
+
+def test_a_query_that_fails_on_its_first_run_succeeds_on_the_next() -> None:
+    # Its own emulator: the shared one's 1005 may have used its failing run already.
+    with DuneEmulator(api_key=API_KEY, execution_seconds=0.0) as emulator:
+        api = Api(emulator)
+        states = []
+        for _ in range(2):
+            execution_id = api.post("/v1/query/1005/execute", json={}).json()["execution_id"]
+            emulator.wait_for_execution(execution_id)
+            states.append(api.get(f"/v1/execution/{execution_id}/status").json())
+    assert [s["state"] for s in states] == ["QUERY_STATE_FAILED", "QUERY_STATE_COMPLETED"]
+    assert "fails_on_its_first_run" in states[0]["error"]["message"]

@@ -33,6 +33,8 @@ def test_every_example_dag_imports_cleanly():
         "example_dune_refresh_view",
         "example_dune_results_to_storage",
         "example_maia_pipeline",
+        "example_dune_fresh_result",
+        "example_dune_budget_and_rerun",
     }
     assert len(bag.dags) == len(EXAMPLES)
 
@@ -171,3 +173,29 @@ def test_maia_example_runs_both_pipelines(dune_emulator, monkeypatch):
     assert dune_emulator.maia_execution_status(marts) == "SUCCESS"
     assert dune_emulator.request_log.count(method="POST", path_prefix="/dpc/") == 2
     assert dune_emulator.request_log.count(key_in_url=True) == 0
+
+
+@pytest.mark.usefixtures("airflow_db")
+def test_fresh_result_example_reuses_what_the_schedule_made(dune_emulator):
+    result = _run_example("example_dune_fresh_result")
+    assert result.state == "success"
+    refreshed = result.xcom("scheduled_refresh")
+    assert result.xcom("copy_latest_result")["execution_id"] == refreshed
+    assert result.xcom("reuse_or_run") == refreshed
+    assert result.xcom("reuse_or_run", "result_source") == "reused"
+    assert dune_emulator.request_log.count(method="POST", path_prefix="/api/v1/query/1003/execute") == 1
+
+
+@pytest.mark.usefixtures("airflow_db")
+def test_budget_and_rerun_example_retries_only_the_failed_part(dune_emulator):
+    result = _run_example("example_dune_budget_and_rerun")
+    assert result.state == "success"
+    nodes = result.xcom("refresh_then_report", "node_executions")
+    assert [(n["node_id"], n["status"]) for n in nodes] == [
+        (1, "completed"),
+        (2, "completed"),
+        (3, "completed"),
+    ]
+    assert result.xcom("refresh_then_report", "skipped_nodes")[0].startswith("node 1 (view ")
+    # This try ran nodes 2 and 3: 10 credits each on the emulator's medium tier.
+    assert result.xcom("refresh_then_report", "credits_used") == 20

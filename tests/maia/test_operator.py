@@ -33,13 +33,22 @@ def test_worker_wait_pushes_ids_and_status(maia_emulator):
         "pipeline_execution_id": pid,
         "project_id": maia_emulator.maia_project_id,
         "pipeline_status": "SUCCESS",
+        # The "Maia pipeline run" extra link: the execution in Maia's observability dashboard.
+        "maia_pipeline_run_url": f"https://app.matillion.com/observability-dashboard/pipeline/{pid}",
     }
 
 
-def test_failed_pipeline_raises_a_plain_message(maia_emulator):
+def test_a_failed_pipeline_says_which_step_failed_and_why(maia_emulator):
     ti = FakeTI()
-    with pytest.raises(RemoteRunFailed, match=r"Maia pipeline execution .* failed; open the execution"):
+    with pytest.raises(RemoteRunFailed) as failed:
         operator(pipeline_name="nightly-fail").execute({"ti": ti})
+    pid = ti.pushed["pipeline_execution_id"]
+    assert str(failed.value).splitlines() == [
+        f"Maia pipeline execution {pid} (project {maia_emulator.maia_project_id}) failed.",
+        "  step 'Transform orders' FAILED: SQL compilation error: Object 'EMULATOR.PUBLIC.ORDERS_STAGE' "
+        "does not exist (pipeline 'nightly-fail')",
+        f"  Open it in Maia: https://app.matillion.com/observability-dashboard/pipeline/{pid}",
+    ]
     assert ti.pushed["pipeline_status"] == "FAILED"
 
 

@@ -21,7 +21,7 @@ def status(value: str) -> MaiaPipelineStatus:
     [
         ("SUCCESS", SUCCEEDED, "succeeded."),
         ("SKIPPED", SUCCEEDED, "was skipped (SKIPPED): nothing ran; counted as success."),
-        ("FAILED", FAILED, "failed; open the execution in Maia"),
+        ("FAILED", FAILED, "failed."),
         ("CANCELLED", FAILED, "was cancelled."),
         ("FORBIDDEN", FAILED, "was refused (FORBIDDEN)"),
         ("RUNNING", RUNNING, "is RUNNING."),
@@ -61,3 +61,25 @@ def test_problem_bodies_of_every_shape():
     assert "HTML page" in parse_problem(b"<html>504</html>", "text/html").title
     assert parse_problem(b"").title == "empty response body"
     assert parse_problem(b"plain words").title == "plain words"
+
+
+def test_failure_details_come_from_the_steps_and_the_execution_message():
+    from airflow_provider_dune.models.maia import MaiaExecutionDetails, parse_execution_message, parse_steps
+
+    steps = parse_steps(
+        {
+            "results": [
+                {"id": "s1", "name": "Start", "result": {"status": "SUCCESS", "message": "Success"}},
+                {"id": "s2", "name": "Load\norders", "result": {"status": "FAILED", "message": "no table"}},
+            ]
+        }
+    )
+    assert [(s.name, s.failed) for s in steps] == [("Start", False), ("Load\\norders", True)]
+    # The reference lists the fields at the top level; answers seen in the wild wrap them.
+    assert parse_execution_message({"message": "m", "pipelineName": "p"}) == ("m", "p")
+    assert parse_execution_message({"result": {"message": "m", "pipelineName": "p"}}) == ("m", "p")
+    details = MaiaExecutionDetails("Orchestration failed", "p", tuple(s for s in steps if s.failed))
+    assert details.describe().splitlines() == [
+        "  step 'Load\\\\norders' FAILED: no table",
+        "  Maia says: Orchestration failed",
+    ]

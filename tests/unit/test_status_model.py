@@ -46,7 +46,7 @@ def test_completed_pipeline_and_node_dicts():
         {"status": "completed", "node_executions": [view_node(1, "completed"), query_node(2, "completed")]},
     )
     assert s.outcome is RunOutcome.SUCCEEDED
-    assert s.node_dicts() == [
+    assert s.node_dicts({"01EXEC": 20.0}) == [
         {
             "node_id": 1,
             "type": "materialized_view",
@@ -55,6 +55,7 @@ def test_completed_pipeline_and_node_dicts():
             "execution_id": "01MV",
             "status": "completed",
             "error": None,
+            "credits": None,
         },
         {
             "node_id": 2,
@@ -64,6 +65,7 @@ def test_completed_pipeline_and_node_dicts():
             "execution_id": "01EXEC",
             "status": "completed",
             "error": None,
+            "credits": 20.0,
         },
     ]
 

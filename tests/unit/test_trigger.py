@@ -35,13 +35,14 @@ async def collect(trigger):
 
 def test_serialize_round_trips_and_holds_no_secret():
     trigger = DunePipelineTrigger(
-        "P1", dune_conn_id="my_dune", poll_interval=3, end_time=123.0, fire_not_before=100.0
+        "P1", dune_conn_id="my_dune", poll_interval=3, end_time=123.0, fire_not_before=100.0, max_credits=50
     )
     classpath, kwargs = trigger.serialize()
     assert classpath == "airflow_provider_dune.triggers.dune.DunePipelineTrigger"
     assert kwargs == {
         "pipeline_execution_id": "P1",
         "dune_conn_id": "my_dune",
+        "max_credits": 50,
         "poll_interval": 3,
         "end_time": 123.0,
         "fire_not_before": 100.0,
@@ -158,3 +159,28 @@ async def test_trigger_never_uses_the_blocking_connection_lookup(scripted_dune, 
     scripted_dune.script("GET", STATUS, DONE)
     (event,) = await collect(DunePipelineTrigger("P1", poll_interval=0.01))
     assert event.payload["status"] == "success"
+
+
+async def test_a_rerun_trigger_carries_the_skipped_nodes_into_its_event(scripted_dune):
+    carried = [
+        {
+            "node_id": 0,
+            "type": "query",
+            "query_id": 4,
+            "name": None,
+            "execution_id": "E0",
+            "status": "completed",
+        }
+    ]
+    trigger = DunePipelineTrigger("P1", poll_interval=0.01, carried_nodes=carried)
+    _, kwargs = trigger.serialize()
+    assert kwargs["carried_nodes"] == carried  # survives a triggerer restart
+    scripted_dune.script("GET", STATUS, DONE)
+    scripted_dune.script(
+        "GET",
+        "/api/v1/execution/E1/status",
+        Answer(body={"execution_id": "E1", "state": "QUERY_STATE_COMPLETED"}),
+    )
+    (event,) = await collect(DunePipelineTrigger(**kwargs))
+    assert [n["execution_id"] for n in event.payload["node_executions"]] == ["E0", "E1"]
+    assert event.payload["carried_nodes"] == carried

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 from dataclasses import dataclass
 from datetime import date, datetime, time, timezone
 from decimal import Decimal
@@ -120,6 +121,16 @@ def next_uri(request: web.Request, origin: str, offset: int, path: str | None = 
     return origin + (path if path is not None else request.rel_url.raw_path) + "?" + urlencode(params)
 
 
+# A decimal's digits travel through json.dumps as a marked string, then lose the quotes and the
+# mark (_dumps): the json module has no way to write a number it did not format itself.
+_EXACT_MARK = "\x00exact:"
+_EXACT_STRING = re.compile(r'"\\u0000exact:(-?[0-9]+(?:\.[0-9]+)?)"')
+
+
+def _dumps(value: Any) -> str:
+    return _EXACT_STRING.sub(r"\1", json.dumps(value))
+
+
 def json_value(value: Any) -> Any:
     if value is None or isinstance(value, str | int | float | bool):
         return value
@@ -129,7 +140,8 @@ def json_value(value: Any) -> Any:
     if isinstance(value, date | time):
         return value.isoformat()
     if isinstance(value, Decimal):
-        return float(value)
+        # Dune sends a decimal(p,s) as a JSON number with all its digits; a float would keep 17.
+        return _EXACT_MARK + format(value, "f") if value.is_finite() else str(value)
     if isinstance(value, bytes | bytearray | memoryview):
         return "0x" + bytes(value).hex()
     if isinstance(value, UUID):
@@ -153,7 +165,7 @@ def json_page_body(execution: Execution, result: Page, offset: int | None, uri: 
     if offset is not None and uri is not None:
         body["next_offset"] = offset
         body["next_uri"] = uri
-    return json.dumps(body).encode()
+    return _dumps(body).encode()
 
 
 def csv_page_body(result: Page) -> bytes:
@@ -166,5 +178,7 @@ def csv_page_body(result: Page) -> bytes:
 
 
 def _csv_value(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        return format(value, "f")
     converted = json_value(value)
-    return json.dumps(converted) if isinstance(converted, list | dict) else converted
+    return _dumps(converted) if isinstance(converted, list | dict) else converted

@@ -2,7 +2,9 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import time
+from decimal import Decimal
 
 from airflow_provider_dune.emulator import DuneEmulator
 from tests.emulator.conftest import API_KEY, Api
@@ -307,3 +309,19 @@ def test_a_query_that_fails_on_its_first_run_succeeds_on_the_next() -> None:
             states.append(api.get(f"/v1/execution/{execution_id}/status").json())
     assert [s["state"] for s in states] == ["QUERY_STATE_FAILED", "QUERY_STATE_COMPLETED"]
     assert "fails_on_its_first_run" in states[0]["error"]["message"]
+
+
+def test_decimals_keep_every_digit_in_json_and_csv(emulator: DuneEmulator, api: Api) -> None:
+    digits = "12345678901234567890.123456789012345678"
+    execution_id = run_sql(
+        emulator,
+        api,
+        f"SELECT CAST('{digits}' AS DECIMAL(38,18)) AS d, CAST('-0.5' AS DECIMAL(4,2)) AS small, "
+        f"[CAST('1.25' AS DECIMAL(4,2))] AS listed",
+    )
+    body = api.get(f"/v1/execution/{execution_id}/results").text
+    # A JSON number with all its digits (as Dune sends it), not a string and not a float's 17.
+    assert f'"d": {digits}' in body and '"small": -0.50' in body and '"listed": [1.25]' in body
+    assert json.loads(body, parse_float=Decimal)["result"]["rows"][0]["d"] == Decimal(digits)
+    table = list(csv.reader(io.StringIO(api.get(f"/v1/execution/{execution_id}/results/csv").text)))
+    assert table[1] == [digits, "-0.50", "[1.25]"]

@@ -76,8 +76,12 @@ def _wait_in_worker(ids: list[str]) -> dict[str, tuple[float, dict[str, Any]]]:
 
 
 def _condition(emulator: EmulatorProcess, way: str, faults: bool, pipelines: int) -> dict[str, Any]:
+    from airflow_provider_dune.hooks.budget import forget_budgets
     from airflow_provider_dune.hooks.dune import DuneHook
 
+    # The key's budget lives as long as the process: what one condition's 429s taught it would
+    # slow the next condition down. Each condition starts as a fresh process would.
+    forget_budgets()
     emulator.set_faults([FAULT_429] if faults else [])
     emulator.clear_log()
     hook = DuneHook()

@@ -28,6 +28,7 @@ BENCHMARKS = (
     "real-triggerer",
     "distributed-triggerers",
     "rate-budget",
+    "quick-deferrals",
 )
 QUICK = {
     "triggers": 200,
@@ -44,6 +45,7 @@ QUICK = {
     "dist_seconds": 20.0,
     "budget_pipelines": 100,
     "budget_per_process": 30,
+    "quick_tasks": 8,
 }
 FULL = {
     "triggers": 1000,
@@ -60,6 +62,7 @@ FULL = {
     "dist_seconds": 30.0,
     "budget_pipelines": 500,
     "budget_per_process": 100,
+    "quick_tasks": 20,
 }
 
 
@@ -185,6 +188,11 @@ def main(argv: list[str] | None = None) -> int:
                 "per_process": settings["budget_per_process"],
                 "command": only("rate-budget"),
             },
+        ),
+        (
+            "quick-deferrals",
+            "quick_deferrals",
+            {"tasks": settings["quick_tasks"], "command": only("quick-deferrals")},
         ),
         (
             "distributed-triggerers",

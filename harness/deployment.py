@@ -318,6 +318,20 @@ class AirflowDeployment:
         )
         return text(rows[0][0]) if rows else None
 
+    def deferred_map_indexes(self, dag_id: str) -> set[int]:
+        """Map indexes of the mapped task instances that went through the triggerer.
+
+        Each leaves a trigger log file (``.../map_index=<n>/attempt=<k>.log.trigger.<id>.log``).
+        """
+        folder = self.home / "logs" / f"dag_id={dag_id}"
+        if not folder.exists():
+            return set()
+        return {
+            int(path.parent.name.removeprefix("map_index="))
+            for path in folder.rglob("*.log.trigger.*")
+            if path.parent.name.startswith("map_index=")
+        }
+
     def running_triggerer_jobs(self) -> list[int]:
         """Ids of the triggerer jobs that have not ended, oldest first."""
         rows = self.query(

@@ -1,7 +1,7 @@
 """Handing a wait to the triggerer: the worker's short wait, the event hold, and the bounds.
 
 The scheduler race the hold guards (apache/airflow #66374, #67287, #71580, #72716) needs a real
-scheduler; tests/e2e/test_quick_deferrals.py shows it on real processes. These tests pin down
+scheduler; tests/scale/test_quick_deferrals.py shows it on real processes. These tests pin down
 the pieces, on every operator and sensor base.
 """
 

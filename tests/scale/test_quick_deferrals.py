@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from harness.deployment import AIRFLOW_3, AIRFLOW_VERSION, AirflowDeployment, airflow_deployment, reported
+from harness.deployment import AIRFLOW_3, AIRFLOW_VERSION, airflow_deployment, reported
 from tests.e2e.dune_paths import EXECUTE_PIPELINE
 
 pytestmark = [
@@ -71,12 +71,6 @@ def dune() -> Iterator[Any]:
         emulator.stop()
 
 
-def _deferred_tasks(deployment: AirflowDeployment, dag_id: str) -> int:
-    """Task instances that went through the triggerer: each leaves a trigger log file."""
-    folder = deployment.home / "logs" / f"dag_id={dag_id}"
-    return len({path.parent for path in folder.rglob("*.log.trigger.*")}) if folder.exists() else 0
-
-
 def test_quick_deferred_tasks_all_succeed_with_one_submission_each(dune: Any) -> None:
     dags = {
         dag_id: DAG.format(dag_id=dag_id, query_id=query_id, tasks=TASKS_PER_ROUND)
@@ -97,7 +91,7 @@ def test_quick_deferred_tasks_all_succeed_with_one_submission_each(dune: Any) ->
             states = deployment.query(
                 "SELECT map_index, state FROM task_instance WHERE dag_id = :dag_id", dag_id=dag_id
             )
-            deferred = _deferred_tasks(deployment, dag_id)
+            deferred = len(deployment.deferred_map_indexes(dag_id))
             print(
                 f"Airflow {AIRFLOW_VERSION}, {seconds:g} s pipelines: run {state} after "
                 f"{time.monotonic() - started:.0f}s; {deferred} of {TASKS_PER_ROUND} tasks deferred"

@@ -15,7 +15,7 @@ benchmark is printed with it. `python -m benchmarks` exits 1 when a target is mi
 How each figure is measured is described in the docstring of its module: `benchmarks/trigger_scale.py`,
 `benchmarks/loop_worker.py`, `benchmarks/request_economy.py`, `benchmarks/import_cost.py`,
 `benchmarks/results.py`, `benchmarks/real_triggerer.py` (with `benchmarks/lag_probe.py`),
-`benchmarks/distributed_triggerers.py`, `benchmarks/quick_deferrals.py`.
+`benchmarks/distributed_triggerers.py`, `benchmarks/quick_deferrals.py`, `benchmarks/rate_budget.py`.
 
 ## Misses, their profiled causes, and what was fixed
 

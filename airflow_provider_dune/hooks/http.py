@@ -23,8 +23,8 @@ from __future__ import annotations
 import asyncio
 import time
 import weakref
-from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import AsyncGenerator, Callable, Collection, Iterable, Iterator, Mapping
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
@@ -94,6 +94,16 @@ class Retryable(Exception):
 _shared_sessions: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, aiohttp.ClientSession] = (
     weakref.WeakKeyDictionary()
 )
+_session_closers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, AsyncGenerator[None, None]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+async def _close_when_the_loop_ends(session: aiohttp.ClientSession) -> AsyncGenerator[None, None]:
+    try:
+        yield
+    finally:
+        await session.close()
 
 
 def shared_async_session() -> aiohttp.ClientSession:
@@ -108,12 +118,24 @@ def shared_async_session() -> aiohttp.ClientSession:
             headers={"User-Agent": USER_AGENT},
         )
         _shared_sessions[loop] = session
+        # A triggerer's loop lives as long as the process, but `airflow dags test` runs each
+        # trigger in its own asyncio.run(): the pool must close with that loop, or aiohttp
+        # reports it unclosed. asyncio.run() closes every async generator begun in its loop
+        # (shutdown_asyncgens), so one begun here closes the pool at that moment.
+        closer = _close_when_the_loop_ends(session)
+        with suppress(StopIteration):  # the generator's first step ends at its `yield`
+            closer.asend(None).send(None)
+        _session_closers[loop] = closer
     return session
 
 
 async def close_shared_async_session() -> None:
     """Close the running loop's pool (tests and benchmarks; the triggerer keeps it for its life)."""
-    session = _shared_sessions.pop(asyncio.get_running_loop(), None)
+    loop = asyncio.get_running_loop()
+    session = _shared_sessions.pop(loop, None)
+    closer = _session_closers.pop(loop, None)
+    if closer is not None:
+        await closer.aclose()
     if session is not None and not session.closed:
         await session.close()
 

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from airflow_provider_dune.exceptions import DuneApiError
@@ -68,6 +70,17 @@ async def test_hooks_share_one_pool_per_event_loop(scripted_dune):
     assert shared_async_session() is shared_async_session()
     # Five hooks, five polls, one kept-alive connection (one client port seen by the server).
     assert len({r.peer for r in scripted_dune.requests}) == 1
+
+
+def test_the_pool_closes_with_an_event_loop_that_ends():
+    """`airflow dags test` runs each trigger in its own asyncio.run(): no pool may outlive it."""
+
+    async def use() -> object:
+        return shared_async_session()
+
+    first, second = asyncio.run(use()), asyncio.run(use())
+    assert first is not second
+    assert first.closed and second.closed
 
 
 async def test_async_unchanged_status_is_reused_and_a_change_is_seen(scripted_dune):

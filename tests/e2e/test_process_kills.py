@@ -82,6 +82,10 @@ with DAG(
             ],
             deferrable=True,
             poll_interval=1,
+            # Defer at once: the worker's grace watch (defer_after, 5 s) would add 5 s per task
+            # to Airflow 2's one-at-a-time start, and the first pipeline could end before the
+            # last task deferred. The quick-deferral guard has its own tests.
+            defer_after=0,
         )
 """
 

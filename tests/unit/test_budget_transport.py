@@ -87,36 +87,3 @@ def test_a_429_slows_the_whole_key_down(requests_mock, sleeps):
     other = DuneHook()
     other._credentials()
     assert other._budget is hook._budget
-
-
-@pytest.mark.usefixtures("budgeted")
-def test_the_cost_reads_of_an_ended_pipeline_ride_on_the_poll_that_saw_the_end(requests_mock, sleeps):
-    completed = {
-        "status": "completed",
-        "node_executions": [
-            {
-                "id": n,
-                "query_execution_status": {"status": "completed", "query_id": 5, "execution_id": f"E{n}"},
-            }
-            for n in (1, 2, 3)
-        ],
-    }
-    requests_mock.get(STATUS, json=completed)
-    for n in (1, 2, 3):
-        requests_mock.get(
-            f"{TEST_BASE_URL}/v1/execution/E{n}/status",
-            json={
-                "execution_id": f"E{n}",
-                "query_id": 5,
-                "state": "QUERY_STATE_COMPLETED",
-                "execution_cost_credits": 10,
-            },
-        )
-    hook = DuneHook()
-    for _ in range(30):
-        hook.get_pipeline_status("P1")  # other runs' polls have filled the budget
-    sleeps.clear()
-    state = DunePipelineRun(hook, "P1").get_state()
-    assert state.payload["credits_used"] == 30
-    # The status read waited its turn once; the three cost reads did not queue again.
-    assert len(sleeps) == 1

@@ -123,6 +123,15 @@ def _raw_error_text(body: bytes, content_type: str) -> str:
     return body[:_MAX_ERROR_TEXT].decode(errors="replace").strip()
 
 
+def _latest_result_request(
+    query_id: int | str, allow_partial_results: bool
+) -> tuple[Any, str, dict[str, Any]]:
+    """The checked query id, path and parameters of a one-row read of a query's latest result."""
+    qid = build_pipeline_request(query_id=query_id)["query_id"]
+    params = ResultOptions(allow_partial_results=allow_partial_results).first_params(None)
+    return qid, f"/v1/query/{qid}/results", params
+
+
 def _decode_json(body: bytes, method: str, path: str, exact_numbers: bool = False) -> Any:
     try:
         # Decimal keeps every digit of a fractional number; float would round a decimal(38,18).
@@ -570,18 +579,15 @@ class DuneHook(HttpServiceHook[_Credentials]):
         ended and how big it is. Dune answers 404 (:class:`~airflow_provider_dune.exceptions.DuneApiError`)
         for a query that never ran.
         """
-        qid = build_pipeline_request(query_id=query_id)["query_id"]
-        params = ResultOptions(allow_partial_results=allow_partial_results).first_params(None)
-        payload = self._request("GET", f"/v1/query/{qid}/results", params=params)
-        return parse_result_page(f"(latest result of query {qid})", payload)
+        qid, path, params = _latest_result_request(query_id, allow_partial_results)
+        return parse_result_page(f"(latest result of query {qid})", self._request("GET", path, params=params))
 
     async def aget_latest_result(
         self, query_id: int | str, *, allow_partial_results: bool = False
     ) -> ResultPage:
         """The async twin of :meth:`get_latest_result`, for a trigger waiting for a fresh result."""
-        qid = build_pipeline_request(query_id=query_id)["query_id"]
-        params = ResultOptions(allow_partial_results=allow_partial_results).first_params(None)
-        payload = await self._arequest("GET", f"/v1/query/{qid}/results", params=params)
+        qid, path, params = _latest_result_request(query_id, allow_partial_results)
+        payload = await self._arequest("GET", path, params=params)
         return parse_result_page(f"(latest result of query {qid})", payload)
 
     def iter_latest_result_pages(

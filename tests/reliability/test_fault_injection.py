@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import pytest
 
 from airflow_provider_dune.emulator import DuneEmulator, FaultConfig
+from airflow_provider_dune.emulator.faults import SERVER_ERRORS
 from airflow_provider_dune.exceptions import DuneApiError, DuneError, DuneResponseError
 from airflow_provider_dune.hooks.dune import DuneHook, close_shared_async_session
 from airflow_provider_dune.operators.base import RemoteRunFailed
@@ -180,5 +181,10 @@ def test_500_pipelines_end_right_with_no_duplicates_and_no_leaked_key(faulty_dun
     }
     print("\nFAULT SUITE", json.dumps(summary, sort_keys=True))
     assert 0.15 <= share <= 0.25
-    # Most work got through despite the faults: only submissions hit by an ambiguous fault failed.
-    assert sum(1 for o in outcomes if o.status == "submit_error") < 60
+    # Only submissions hit by an ambiguous fault failed, one failure per such fault: a 429 on a
+    # submission was retried until it got through, a 5xx or a lost answer was not resent. (An
+    # exact count, not a share: with 16 threads the seeded draws land on different requests
+    # each run.)
+    ambiguous = ("drop", "malformed", *SERVER_ERRORS)
+    ambiguous_submissions = sum(log.count(method="POST", path_prefix=EXECUTE, fault=f) for f in ambiguous)
+    assert sum(1 for o in outcomes if o.status == "submit_error") == ambiguous_submissions

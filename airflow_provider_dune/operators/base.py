@@ -409,7 +409,7 @@ class RemoteRunOperatorMixin:
 
     def complete_from_event(self, context: Context, event: Mapping[str, Any]) -> RemoteRun:
         run = self.run_from_ids(event)
-        self.conclude(run, event, context)
+        self.conclude(run, run.complete_event(event), context)
         return run
 
     def on_kill(self) -> None:

@@ -79,6 +79,15 @@ class RemoteRun(ABC):
         """Extra lines for a failure message, read in the worker (e.g. SQL line and column)."""
         return ""
 
+    def complete_event(self, event: Mapping[str, Any]) -> Mapping[str, Any]:
+        """A trigger's end event with what the trigger left for the worker to read.
+
+        Reads that only the end of a run needs (a pipeline's cost) are made by the task that
+        resumes from the event, from its own process's share of the key's request budget: in a
+        triggerer they would queue behind every other wait's polls, and hold the event back.
+        """
+        return event
+
     def budget_delay(self) -> float:
         """Seconds the run's requests have waited, in all, for a slot of the key's request budget."""
         return 0.0

@@ -44,7 +44,8 @@ class DunePipelineRun(_DuneRun[PipelineStatus]):
     Dune's pipeline status carries no cost: what each node cost (``execution_cost_credits``) is on
     its execution's status, final once the node has finished. So each finished node's execution is
     read once, and only when needed: as nodes finish when ``max_credits`` is set (the running total
-    is checked on every poll), otherwise once the pipeline has ended.
+    is checked on every poll), otherwise once the pipeline has ended: by the waiting worker, or,
+    for a deferred wait, by the task resuming from the trigger's event (:meth:`complete_event`).
 
     :param max_credits: a budget. Once the finished nodes have used more than this, every node
         still running is cancelled, and any that starts afterwards too, until the pipeline has
@@ -53,6 +54,9 @@ class DunePipelineRun(_DuneRun[PipelineStatus]):
         of the nodes that had succeeded in the earlier run and were skipped: they join this run's
         ``node_executions`` (and its ids, so a retry or a trigger keeps them), so the XCom
         describes the whole pipeline and a downstream task finds every node's execution.
+    :param price_at_end: read the finished nodes' cost when the pipeline ends. A trigger says
+        False (unless ``max_credits`` needs the cost as nodes finish): the task resuming from its
+        event reads it instead.
     """
 
     kind = "Dune pipeline"
@@ -66,13 +70,18 @@ class DunePipelineRun(_DuneRun[PipelineStatus]):
         *,
         max_credits: float | None = None,
         carried_nodes: list[dict[str, Any]] | None = None,
+        price_at_end: bool = True,
     ) -> None:
         self.hook = hook
         self.pipeline_execution_id = pipeline_execution_id
         self.max_credits = max_credits
         self.carried_nodes = list(carried_nodes or [])
+        self.price_at_end = price_at_end
         # Execution id -> its execution_cost_credits (None: not reported), for finished nodes.
         self.credits: dict[str, float | None] = {}
+        # The finished nodes' execution statuses read for their cost: a failed one's also says
+        # where its SQL failed, so failure_details need not read it again.
+        self.node_statuses: dict[str, ExecutionStatus] = {}
         # Executions cancelled because the run passed max_credits.
         self.cancelled: list[str] = []
 
@@ -122,7 +131,7 @@ class DunePipelineRun(_DuneRun[PipelineStatus]):
 
     def _unpriced(self, status: PipelineStatus) -> list[str]:
         """Finished nodes whose cost has not been read yet, when their cost is wanted now."""
-        if self.max_credits is None and not status.outcome.is_terminal:
+        if self.max_credits is None and not (self.price_at_end and status.outcome.is_terminal):
             return []
         return [
             n.execution_id
@@ -169,22 +178,47 @@ class DunePipelineRun(_DuneRun[PipelineStatus]):
             return self._budget_state(status, await self._acancel_running(status))
         return self._state(status)
 
-    # Not urgent, although the end event waits for them: measured at 500 pipelines on a full
-    # budget, urgent cost reads burst past Dune's limit (18% of reads answered 429) and the
-    # key's halved rate slowed every wait; queued, they cost a round of lag and no 429.
+    def complete_event(self, event: Mapping[str, Any]) -> Mapping[str, Any]:
+        """The trigger's end event with the cost it left out, read here, in the resuming task.
+
+        A trigger does not read the cost (measured at 500 pipelines on a full Plus budget: the
+        end's cost reads queued behind a whole round of other runs' polls, tripling the lag from
+        a pipeline's end to its event). The pipeline has ended, so one more status read gives
+        the same end state, and the cost read with it comes out of the worker's own budget.
+        """
+        if event.get("status") not in ("success", "error") or event.get("unreadable"):
+            return event  # nothing ended that could be priced
+        ran = [n for n in event.get("node_executions") or [] if n.get("execution_id")]
+        if all(n.get("credits") is not None for n in ran):
+            return event  # priced by the trigger, which must when max_credits is set
+        try:
+            state = self.get_state()
+        except DuneError as exc:
+            self.hook.log.warning("Could not read the cost of %s: %s", self.label, exc)
+            return event
+        if not state.outcome.is_terminal:
+            return event
+        return {**event, **state.payload, "message": state.message}
+
+    # Not urgent: measured at 500 pipelines on a full budget, urgent cost reads burst past Dune's
+    # limit (18% of reads answered 429) and the key's halved rate slowed every wait.
     def _read_credits(self, execution_id: str) -> float | None:
         try:
-            return self.hook.get_execution_status(execution_id).execution_cost_credits
+            status = self.hook.get_execution_status(execution_id)
         except DuneError as exc:
             self.hook.log.warning("Could not read the cost of execution %s: %s", execution_id, exc)
             return None
+        self.node_statuses[execution_id] = status
+        return status.execution_cost_credits
 
     async def _aread_credits(self, execution_id: str) -> float | None:
         try:
-            return (await self.hook.aget_execution_status(execution_id)).execution_cost_credits
+            status = await self.hook.aget_execution_status(execution_id)
         except DuneError as exc:
             self.hook.log.warning("Could not read the cost of execution %s: %s", execution_id, exc)
             return None
+        self.node_statuses[execution_id] = status
+        return status.execution_cost_credits
 
     # A cancel's reads and requests are urgent: a kill never waits behind polls for the budget.
     def cancel(self) -> list[str]:
@@ -218,7 +252,8 @@ class DunePipelineRun(_DuneRun[PipelineStatus]):
             if not failed or not node.get("execution_id"):
                 continue
             try:
-                error = self.hook.get_execution_status(node["execution_id"]).error
+                known = self.node_statuses.get(node["execution_id"])
+                error = (known or self.hook.get_execution_status(node["execution_id"])).error
             except DuneError as exc:
                 self.hook.log.warning(
                     "Could not read the error of execution %s: %s", node["execution_id"], exc

@@ -84,4 +84,5 @@ class RemoteRunSensor(BaseSensorOperator):
         if event.get("status") == "timeout":
             # Same exception as a poke-mode timeout, so soft_fail and sensor retries behave alike.
             raise AirflowSensorTimeout(event.get("message", "Sensor timed out."))
-        finish_wait(self, self.remote_run(), event, context)
+        run = self.remote_run()
+        finish_wait(self, run, run.complete_event(event), context)

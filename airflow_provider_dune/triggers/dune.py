@@ -16,7 +16,9 @@ class DunePipelineTrigger(RemoteRunTrigger):
     Polls a Dune pipeline execution until it finishes, then fires one event.
 
     The event payload is ``{"status": "success" | "error" | "timeout",
-    "pipeline_execution_id", "node_executions", "message"}``. The trigger keeps no state
+    "pipeline_execution_id", "node_executions", "message"}``. The nodes' cost is left to the
+    task that resumes from the event (unless ``max_credits`` needs it as nodes finish), so the
+    event is not held back by reads queued behind every other trigger's polls. The trigger keeps no state
     beyond its arguments, so after a triggerer restart it simply carries on. The API key is
     never among its arguments: the hook looks it up from the connection, asynchronously.
 
@@ -74,6 +76,8 @@ class DunePipelineTrigger(RemoteRunTrigger):
             self.pipeline_execution_id,
             max_credits=self.max_credits,
             carried_nodes=self.carried_nodes,
+            # The task resuming from the event reads the cost, from its own request budget.
+            price_at_end=False,
         )
 
 

@@ -64,3 +64,58 @@ def test_a_pipeline_past_max_credits_is_stopped_and_fails(dune_emulator):
     # The budget was watched economically: one status read per finished node, not per poll.
     reads = dune_emulator.request_log.count(method="GET", path_prefix="/api/v1/execution/")
     assert reads <= len(status.nodes)
+
+
+def test_a_deferred_pipelines_cost_is_read_by_the_resuming_task_not_the_trigger(dune_emulator):
+    """The trigger fires without reading the cost (its reads queue behind every other wait's
+    polls); the task resuming from the event reads it, and the XCom and log say it all the same."""
+    import asyncio
+
+    from airflow.providers.common.compat.sdk import TaskDeferred
+
+    op = DuneRunPipelineOperator(
+        task_id="t", query_id=1001, poll_interval=0.05, deferrable=True, defer_after=0
+    )
+    with pytest.raises(TaskDeferred) as deferred:
+        op.execute({"ti": FakeTI()})
+
+    async def fire() -> dict:
+        return (await anext(deferred.value.trigger.run())).payload
+
+    event = asyncio.run(fire())
+    cost_path = "/api/v1/execution/"
+    assert event["status"] == "success" and event["credits_used"] is None
+    assert dune_emulator.request_log.count(method="GET", path_prefix=cost_path) == 0
+    assert "credits" not in event["message"]
+
+    ti = FakeTI()
+    with mock.patch.object(type(op), "log", mock.MagicMock()) as log:
+        op.execute_complete({"ti": ti}, event)
+    assert [n["credits"] for n in ti.pushed["node_executions"]] == [MEDIUM, MEDIUM]
+    assert ti.pushed["credits_used"] == 2 * MEDIUM
+    assert f"{2 * MEDIUM} credits (node 1: {MEDIUM}, node 2: {MEDIUM})" in logged(log)
+    assert dune_emulator.request_log.count(method="GET", path_prefix=cost_path) == 2
+
+
+def test_a_deferred_pipeline_with_max_credits_is_priced_by_the_trigger(dune_emulator):
+    """With a budget the trigger must price nodes as they finish; the resuming task reads nothing more."""
+    import asyncio
+
+    from airflow.providers.common.compat.sdk import TaskDeferred
+
+    op = DuneRunPipelineOperator(
+        task_id="t", query_id=1001, poll_interval=0.05, deferrable=True, defer_after=0, max_credits=100
+    )
+    with pytest.raises(TaskDeferred) as deferred:
+        op.execute({"ti": FakeTI()})
+
+    async def fire() -> dict:
+        return (await anext(deferred.value.trigger.run())).payload
+
+    event = asyncio.run(fire())
+    assert event["credits_used"] == 2 * MEDIUM
+    reads = dune_emulator.request_log.count(method="GET")
+    ti = FakeTI()
+    op.execute_complete({"ti": ti}, event)
+    assert ti.pushed["credits_used"] == 2 * MEDIUM
+    assert dune_emulator.request_log.count(method="GET") == reads

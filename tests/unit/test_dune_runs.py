@@ -154,3 +154,93 @@ def test_execution_state_is_rebuilt_only_when_the_answer_changes(hook, requests_
     assert third.outcome is RunOutcome.SUCCEEDED
     assert third.payload["credits_used"] is None
     assert third.payload["execution"]["state"] == "QUERY_STATE_COMPLETED"
+
+
+def failed_pipeline() -> dict:
+    return {
+        "status": "failed",
+        "node_executions": [
+            {
+                "id": 1,
+                "query_execution_status": {
+                    "status": "failed",
+                    "query_id": 9,
+                    "execution_id": "E1",
+                    "error": "Table 'x' does not exist",
+                },
+            }
+        ],
+    }
+
+
+def test_a_triggers_run_leaves_the_cost_to_the_resuming_task(hook, requests_mock):
+    requests_mock.get(
+        f"{TEST_BASE_URL}/v1/pipelines/executions/P1/status", json=pipeline("completed", "completed")
+    )
+    cost = requests_mock.get(f"{TEST_BASE_URL}/v1/execution/E1/status", json=execution("E1", 12.5))
+    in_trigger = DunePipelineRun(hook, "P1", price_at_end=False).get_state()
+    assert cost.call_count == 0 and in_trigger.payload["credits_used"] is None
+    event = {"status": "success", "pipeline_execution_id": "P1", **in_trigger.payload, "message": "m"}
+    event["budget_delay_seconds"] = 3.0
+
+    completed = DunePipelineRun(hook, "P1").complete_event(event)
+    assert cost.call_count == 1
+    assert completed["credits_used"] == 12.5
+    assert completed["node_executions"][0]["credits"] == 12.5
+    assert "12.5 credits (node 1: 12.5)" in completed["message"]
+    assert completed["budget_delay_seconds"] == 3.0  # what the trigger measured is kept
+    # An event that carries its cost already (a trigger with max_credits) costs no read.
+    assert DunePipelineRun(hook, "P1").complete_event(completed) == completed
+    assert cost.call_count == 1
+
+
+@pytest.mark.parametrize(
+    "event",
+    [
+        {"status": "timeout", "pipeline_execution_id": "P1", "node_executions": [], "message": "m"},
+        {
+            "status": "error",
+            "pipeline_execution_id": "P1",
+            "node_executions": [],
+            "unreadable": True,
+            "message": "m",
+        },
+    ],
+)
+def test_an_event_that_did_not_see_the_end_is_not_priced(hook, requests_mock, event):
+    status = requests_mock.get(f"{TEST_BASE_URL}/v1/pipelines/executions/P1/status", json={})
+    assert DunePipelineRun(hook, "P1").complete_event(event) is event
+    assert status.call_count == 0
+
+
+def test_a_cost_that_cannot_be_read_leaves_the_event_as_it_was(hook, requests_mock):
+    requests_mock.get(
+        f"{TEST_BASE_URL}/v1/pipelines/executions/P1/status", status_code=404, json={"error": "x"}
+    )
+    event = {
+        "status": "success",
+        "pipeline_execution_id": "P1",
+        "node_executions": [{"node_id": 1, "execution_id": "E1", "credits": None}],
+        "message": "m",
+    }
+    assert DunePipelineRun(hook, "P1").complete_event(event) is event
+
+
+def test_a_failed_nodes_position_comes_from_the_read_that_priced_it(hook, requests_mock):
+    requests_mock.get(f"{TEST_BASE_URL}/v1/pipelines/executions/P1/status", json=failed_pipeline())
+    node = requests_mock.get(
+        f"{TEST_BASE_URL}/v1/execution/E1/status",
+        json={
+            **execution("E1", 10, state="QUERY_STATE_FAILED"),
+            "error": {
+                "type": "FAILED_TYPE_EXECUTION_FAILED",
+                "message": "no table",
+                "metadata": {"line": 3, "column": 7},
+            },
+        },
+    )
+    run = DunePipelineRun(hook, "P1")
+    state = run.get_state()
+    assert state.outcome is RunOutcome.FAILED and node.call_count == 1
+    assert run.failure_details(state.payload) == "  node 1: FAILED_TYPE_EXECUTION_FAILED at line 3, column 7"
+    assert node.call_count == 1

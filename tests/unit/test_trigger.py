@@ -61,6 +61,9 @@ async def test_fires_one_success_event_after_polling(scripted_dune):
     assert payload["pipeline_execution_id"] == "P1"
     assert payload["node_executions"][0]["execution_id"] == "E1"
     assert scripted_dune.calls("GET", STATUS) == 3  # no poll after the terminal state
+    # The cost is the resuming task's read, not the trigger's: it would queue behind other polls.
+    assert scripted_dune.calls("GET", "/api/v1/execution/E1/status") == 0
+    assert payload["credits_used"] is None
 
 
 async def test_failure_event_names_node_query_and_error(scripted_dune):

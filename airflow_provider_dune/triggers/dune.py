@@ -18,9 +18,10 @@ class DunePipelineTrigger(RemoteRunTrigger):
     The event payload is ``{"status": "success" | "error" | "timeout",
     "pipeline_execution_id", "node_executions", "message"}``. The nodes' cost is left to the
     task that resumes from the event (unless ``max_credits`` needs it as nodes finish), so the
-    event is not held back by reads queued behind every other trigger's polls. The trigger keeps no state
-    beyond its arguments, so after a triggerer restart it simply carries on. The API key is
-    never among its arguments: the hook looks it up from the connection, asynchronously.
+    event is not held back by reads queued behind every other trigger's polls. The trigger
+    keeps no state beyond its arguments, so after a triggerer restart it simply carries on. The
+    API key is never among its arguments: the hook looks it up from the connection,
+    asynchronously.
 
     :param pipeline_execution_id: the pipeline to watch.
     :param dune_conn_id: the Airflow connection holding the API key.

@@ -45,6 +45,7 @@ CATALOG = {
     ]
 }
 STATUS_PREFIX = "/api/v1/pipelines/executions/"
+CREDITS_PER_NODE = 10.0  # the emulator's medium tier, a pipeline's default
 
 DAG = """
 import datetime
@@ -110,6 +111,13 @@ def test_many_deferred_waits_share_the_keys_budget_without_a_429_storm(dune: Any
             dag_id=DAG_ID,
         )
         slowed = sorted(float(value) for (value,) in delays)
+        # Each wait's cost was read once per pipeline by the sensor resuming in a worker, not by
+        # the trigger (where the read would queue behind the other waits' polls).
+        costs = deployment.query(
+            "SELECT value FROM xcom WHERE dag_id = :dag_id AND task_id = 'wait' AND key = 'credits_used'",
+            dag_id=DAG_ID,
+        )
+        cost_reads = dune.request_log.count(method="GET", path_prefix="/api/v1/execution/")
         print(
             f"Airflow {AIRFLOW_VERSION}: run {state} after {time.time() - since:.0f}s; {len(reads)} "
             f"status reads, {throttled} answered 429; the waits' budget delays (s): {slowed}"
@@ -120,3 +128,5 @@ def test_many_deferred_waits_share_the_keys_budget_without_a_429_storm(dune: Any
         # The budget was binding: most waits were slowed, and they say so.
         assert len(slowed) >= WAITS // 2, slowed
         assert "request budget in this process" in deployment.logs_text()
+        assert sorted(float(value) for (value,) in costs) == [CREDITS_PER_NODE] * WAITS
+        assert cost_reads == WAITS

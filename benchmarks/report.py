@@ -33,6 +33,16 @@ The first full run (2026-11-25 12:14) missed nine targets. Fixed in the provider
   and left new objects alive across each sleep for the collector to promote and walk. The
   hook now compares the body with the last one for that path and hands back the same parsed
   status, and the run adapter the same RunState (about 1.05x since).
+- **Rate budget, detection lag** (`rate-budget`; 500 pipelines on a full Plus budget). Dune's
+  pipeline status carries no cost, and the trigger used to read each node's execution for its
+  credits (issue 16) once a pipeline ended, before firing. Queued in the key's budget, those
+  reads waited a whole round behind the other runs' polls: 0.0 % of reads answered 429 but a
+  median lag of 285 s against a floor of 93 s (3.07x; run of 2026-12-01 04:20). Made urgent,
+  they burst past Dune's limit: 17.9 % of reads met a 429 and the key's halved rate stretched
+  every wait (median 1.54x the floor, max 10.6x the median; run of 05:50). Now the trigger
+  fires on the read that saw the end and the task resuming from the event reads the cost, from
+  its worker process's own budget: 0.0 % 429, median 1.11x the floor, max 1.91x the median
+  (the table below).
 
 The trigger-scale baseline runs in a process that has imported `airflow.sdk` and the trigger
 base class, as every triggerer has, so both sides pay the same garbage-collection cost for
@@ -54,16 +64,7 @@ Still missed, and why:
   `gc.freeze()` stall at most 18-28 ms, and a real `airflow triggerer` with the
   freeze-before-fork recipe of [triggers.md](triggers.md#many-triggers-cpu-and-event-loop-lag)
   at most 9-12 ms instead of 170-190 ms (`real-triggerer` below).
-- **Rate budget, detection lag** (`rate-budget`; 500 pipelines on a full Plus budget). Dune's
-  pipeline status carries no cost, so once a pipeline ends the trigger reads each node's
-  execution for its credits (issue 16) before firing, and under a saturated budget that read
-  queues behind a whole round of other runs' polls. Queued (the code now): 0.0 % of reads
-  answered 429, median lag 285 s against a floor of 93 s (3.07x), max 1.31x the median, a
-  kill's cancel 0.017 s (run of 2026-12-01 04:20-04:55). Made urgent (the run recorded below,
-  reverted since): the end's cost reads burst past Dune's limit, 17.9 % of reads met a 429, the
-  key's halved rate stretched every wait (median 1.54x the floor, max 10.6x the median). The
-  fix left to do: fire the end event without the cost and read it in the worker, whose
-  process has its own budget, as a failed run's details already are.
+
 
 ## Two triggerers on PostgreSQL and Celery (`distributed-triggerers`)
 
